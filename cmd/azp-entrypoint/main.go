@@ -1,0 +1,14 @@
+// Command azp-entrypoint is the PID 1 of a self-hosted Azure Pipelines agent container: it resolves
+// settings and credentials, installs and supervises the agent, drains and deregisters it on stop.
+// See README.md for the commands and settings.
+package main
+
+import (
+	"os"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,145 @@
+package supervisor
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
+)
+
+// eventKind is what a listener's output line tells about its state.
+type eventKind int
+
+const (
+	evNone eventKind = iota
+	evListening
+	evJobStarted
+	evJobFinished
+	evUpdating
+)
+
+type event struct {
+	kind eventKind
+	job  string
+}
+
+// classify reads one line of the listener's output. The listener's wording is its interface here
+// (reference §11: "Listening for Jobs", "Running job: X", "Job X completed with result: R").
+func classify(line string) event {
+	switch {
+	case strings.Contains(line, "Listening for Jobs"):
+		return event{kind: evListening}
+	case strings.Contains(line, "Running job:"):
+		_, job, _ := strings.Cut(line, "Running job:")
+		return event{kind: evJobStarted, job: strings.TrimSpace(job)}
+	case strings.Contains(line, "completed with result:"):
+		return event{kind: evJobFinished}
+	case strings.Contains(line, "exit shortly for update"):
+		return event{kind: evUpdating}
+	}
+	return event{}
+}
+
+// outcome sorts an exit code 1 by what the listener printed before it (reference §3, §11).
+type outcome int
+
+const (
+	outFatal outcome = iota
+	outMissingAgent
+	outSessionConflict
+)
+
+func classifyFailure(lines []string) outcome {
+	for _, l := range lines {
+		switch {
+		case strings.Contains(l, "SessionConflict") || strings.Contains(l, "session for this agent already exists"):
+			return outSessionConflict
+		case strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound") || strings.Contains(l, "agent could not be found"):
+			return outMissingAgent
+		}
+	}
+	return outFatal
+}
+
+// child is a supervised agent process (the listener, or configure) with its output re-emitted as
+// log records with source=agent.
+type child struct {
+	proc   *pid1.Process
+	events chan event
+	start  time.Time
+
+	mu   sync.Mutex
+	tail []string // last lines, to explain an exit
+	eof  chan struct{}
+}
+
+const tailLines = 40
+
+// startChild starts cmd through the reaper, its stdout and stderr on one pipe that a goroutine
+// reads line by line.
+func startChild(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger) (*child, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	proc, err := r.Start(cmd)
+	pw.Close() // the child holds its own copy; EOF comes when it and its descendants close theirs
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	c := &child{proc: proc, events: make(chan event, 64), start: time.Now(), eof: make(chan struct{})}
+	go c.read(pr, log.With("source", "agent", "pid", proc.Pid))
+	return c, nil
+}
+
+func (c *child) read(r io.ReadCloser, log *slog.Logger) {
+	defer close(c.eof)
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if line == "" {
+			continue
+		}
+		log.Info(line)
+		c.mu.Lock()
+		c.tail = append(c.tail, line)
+		if len(c.tail) > tailLines {
+			c.tail = c.tail[len(c.tail)-tailLines:]
+		}
+		c.mu.Unlock()
+		if ev := classify(line); ev.kind != evNone {
+			select {
+			case c.events <- ev:
+			default: // nobody is listening (configure); state is also read from the server
+			}
+		}
+	}
+}
+
+// lastLines returns the tail of the output once it has been read up to the exit: descendants
+// (a job's orphans) may hold the pipe open, so it waits at most a moment for EOF.
+func (c *child) lastLines() []string {
+	select {
+	case <-c.eof:
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.tail...)
+}
+
+// listenerPath is resolved again at every launch: self-update turns bin into a symlink.
+func listenerPath(agentDir string) string {
+	return filepath.Join(agentDir, "bin", "Agent.Listener")
+}
