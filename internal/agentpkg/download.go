@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,7 +104,7 @@ func (f *fetcher) failed(err error) error {
 	f.failures++
 	f.resumes++
 	if f.failures > f.retries || f.resumes > maxResumes {
-		return fmt.Errorf("download %s: %w (gave up after %d attempts)", f.url, err, f.resumes)
+		return fmt.Errorf("download %s: %w (gave up after %d attempts, %d of %s bytes received)", f.url, err, f.resumes, f.offset.Load(), sizeText(f.size))
 	}
 	d := min(f.delay<<min(f.failures-1, 10), 10*time.Second)
 	f.log.Warn("agent package download interrupted, retrying", "url", f.url, "offset", f.offset.Load(),
@@ -168,7 +167,7 @@ func (f *fetcher) try() error {
 	if err != nil {
 		f.watchdog.Stop()
 		cancel()
-		return fmt.Errorf("GET %s: %w", f.url, err)
+		return err // a *url.Error, which names the URL
 	}
 	fail := func(err error) error {
 		f.watchdog.Stop()

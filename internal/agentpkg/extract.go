@@ -290,8 +290,9 @@ func (x *extractor) writeFile(full string, r io.Reader, mode os.FileMode) error 
 		return fmt.Errorf("extract %s: %w", full, err)
 	}
 	err = x.own.fchown(f)
+	var rerr error
 	if err == nil {
-		_, err = io.Copy(f, r)
+		_, err = io.Copy(f, readTagger{r, &rerr})
 	}
 	if err == nil {
 		err = f.Chmod(mode) // after chown, which would clear some mode bits
@@ -299,10 +300,27 @@ func (x *extractor) writeFile(full string, r io.Reader, mode os.FileMode) error 
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if rerr != nil && errors.Is(err, rerr) {
+		return fmt.Errorf("read package: %w", rerr) // the source failed, not the target
+	}
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", full, err)
 	}
 	return nil
+}
+
+// readTagger remembers a read error so that writeFile can tell it from a write error.
+type readTagger struct {
+	r   io.Reader
+	err *error
+}
+
+func (t readTagger) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		*t.err = err
+	}
+	return n, err
 }
 
 func (x *extractor) fail(err error) {

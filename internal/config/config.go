@@ -30,6 +30,16 @@ const (
 	Off
 )
 
+func (t Tristate) String() string {
+	switch t {
+	case On:
+		return "true"
+	case Off:
+		return "false"
+	}
+	return "auto"
+}
+
 // Resolve returns the explicit choice, or auto when the setting was left to detection.
 func (t Tristate) Resolve(auto bool) bool {
 	switch t {
@@ -109,9 +119,12 @@ type Settings struct {
 
 	// Warnings are resolved problems worth a log line (unknown secret keys, shadowed token sources).
 	Warnings []string
-	// Secrets are the secret values seen during resolution, for the log masker.
+	// Secrets are the secret values seen during resolution, for the log masker: every token and
+	// client secret from any level, including sources that lost to another, and passwords in
+	// proxy URLs.
 	Secrets []string
-	// Sources records where each setting came from (flag, env, secret, default), by env name.
+	// Sources records where each setting's value came from ("flag", "env", "secret" or
+	// "default"), by env name; a setting left unset has no entry.
 	Sources map[string]string
 }
 
@@ -413,7 +426,12 @@ func secretValues(raw, secretVals map[string]string) []string {
 		}
 	}
 	// Longest first, so that a secret holding another is scrubbed whole.
-	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i]) != len(out[j]) {
+			return len(out[i]) > len(out[j])
+		}
+		return out[i] < out[j]
+	})
 	return slices.Compact(out)
 }
 
@@ -431,19 +449,17 @@ func scrub(v string, secrets []string) string {
 	return redactUserinfo(v)
 }
 
-// redactUserinfo hides what sits between "scheme://" and the last "@" of the authority, also
-// when the text does not parse as a URL (the case that reaches an error message).
+// redactUserinfo hides what sits between "scheme://" and the last "@", also when the text does not
+// parse as a URL (the case that reaches an error message): an unescaped "/" or "#" in a password
+// hides where the authority ends, so the last "@" anywhere counts. A path holding "@" loses a
+// little of what the error shows, which is the safe way to be wrong.
 func redactUserinfo(v string) string {
 	i := strings.Index(v, "://")
 	if i < 0 {
 		return v
 	}
 	rest := v[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
+	at := strings.LastIndex(rest, "@")
 	if at < 0 {
 		return v
 	}
@@ -499,7 +515,7 @@ func (s *Settings) fill(raw, secretVals map[string]string) error {
 		}
 	}
 	s.AgentVersion = strings.TrimPrefix(str("AZP_AGENT_VERSION"), "v")
-	if s.AgentVersion != "" && !versionRE.MatchString(s.AgentVersion) {
+	if str("AZP_AGENT_VERSION") != "" && !versionRE.MatchString(s.AgentVersion) {
 		errs = append(errs, invalid(def("AZP_AGENT_VERSION"), str("AZP_AGENT_VERSION"), "not a version", "use major.minor.patch, e.g. 4.260.0"))
 	}
 	parse("AZP_AGENT_PLATFORM", func(d Definition, v string) *Error {
@@ -709,7 +725,7 @@ func oneOf(d Definition, v string, allowed []string) *Error {
 	if v == "" || slices.Contains(allowed, v) {
 		return nil
 	}
-	return invalid(d, v, "not one of "+strings.Join(allowed, ", "), "")
+	return invalid(d, v, "not a supported value", "use one of "+strings.Join(allowed, ", "))
 }
 
 // parseBool accepts exactly true and false: "1", "yes" or "True" are more likely a mistake than a

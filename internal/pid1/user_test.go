@@ -31,7 +31,7 @@ func TestResolveUser(t *testing.T) {
 		{"1001", User{UID: 1001, GID: 100, Groups: []uint32{100, 999, 2000}, Name: "builder", Home: "/home/builder"}},
 		// ... else the same number and nothing else.
 		{"4242", User{UID: 4242, GID: 4242, Groups: []uint32{}}},
-		{"0", User{UID: 0, GID: 0, Groups: []uint32{0}, Name: "root", Home: "/root"}},
+		{"0", User{UID: 0, GID: 0, Groups: []uint32{0, 10}, Name: "root", Home: "/root"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {

@@ -81,14 +81,14 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, pl *pool) {
 	}
 	s.mu.Lock()
 	now := s.now()
-	var out []taskagent.TaskAgent
+	var out []agentJSON
 	if name != "" {
 		if a := pl.byName[strings.ToLower(name)]; a != nil {
 			s.refreshAgent(a, now)
 			out = append(out, s.wireAgent(a, d))
 		}
 	} else {
-		out = make([]taskagent.TaskAgent, 0, len(pl.agents))
+		out = make([]agentJSON, 0, len(pl.agents))
 		for _, a := range pl.agents {
 			s.refreshAgent(a, now)
 		}

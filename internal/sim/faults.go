@@ -51,8 +51,8 @@ func (s *Server) Fault(f FaultSpec) (int, error) {
 	if f.Status != 0 && (f.Status < 100 || f.Status > 599) {
 		return 0, fmt.Errorf("sim: fault status %d is not an HTTP status", f.Status)
 	}
-	if f.Status == 0 && !f.Drop && f.Delay <= 0 {
-		return 0, fmt.Errorf("sim: fault needs a Status, Drop or Delay")
+	if f.Status == 0 && !f.Drop && f.Delay <= 0 && f.TruncateAfter <= 0 {
+		return 0, fmt.Errorf("sim: fault needs a Status, Drop, Delay or TruncateAfter")
 	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -175,7 +175,9 @@ func (s *Server) logEnd(i int, e LoggedRequest, status int, faulted bool) {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status  int
+	limit   int64 // > 0: abort the connection after this many body bytes
+	written int64
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
@@ -189,7 +191,18 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	if w.limit > 0 && w.written+int64(len(b)) >= w.limit {
+		n, _ := w.ResponseWriter.Write(b[:w.limit-w.written])
+		w.written += int64(n)
+		if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+			fl.Flush()
+		}
+		// The server closes the connection without finishing the body: the client sees a short read.
+		panic(http.ErrAbortHandler)
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
 }
 
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -199,7 +212,8 @@ func (s *Server) wire(w http.ResponseWriter, r *http.Request, next http.HandlerF
 	e := LoggedRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Time: s.now(), Auth: authKind(r)}
 	idx := s.logStart(e)
 	s.log.Debug("sim: request", "method", r.Method, "path", r.URL.Path, "auth", e.Auth)
-	if f := s.takeFault(r); f != nil {
+	f := s.takeFault(r)
+	if f != nil {
 		if f.Delay > 0 {
 			t := time.NewTimer(f.Delay)
 			select {
@@ -236,6 +250,10 @@ func (s *Server) wire(w http.ResponseWriter, r *http.Request, next http.HandlerF
 			return
 		}
 	}
+	var truncate int64
+	if f != nil {
+		truncate = f.TruncateAfter
+	}
 	if secs, ok := s.limited(r); ok {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		w.Header().Set("X-RateLimit-Resource", "Core")
@@ -244,12 +262,15 @@ func (s *Server) wire(w http.ResponseWriter, r *http.Request, next http.HandlerF
 		s.logEnd(idx, e, http.StatusTooManyRequests, true)
 		return
 	}
-	rec := &statusRecorder{ResponseWriter: w}
+	rec := &statusRecorder{ResponseWriter: w, limit: truncate}
+	defer func() {
+		// Also runs when a truncating fault aborts the handler.
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		s.logEnd(idx, e, rec.status, truncate > 0)
+	}()
 	next(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	s.logEnd(idx, e, rec.status, false)
 }
 
 func faultBody(status int) string {

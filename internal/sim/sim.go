@@ -181,7 +181,7 @@ func (s *Server) Start() (string, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		// An empty map turns HTTP/2 off: fault injection hijacks connections, which needs HTTP/1.1.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:     nil,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if s.opts.TLS {
 		if err := s.makeCert(ln.Addr()); err != nil {

@@ -10,10 +10,10 @@ import (
 
 // JobSpec describes a job request queued with QueueJob.
 type JobSpec struct {
-	Pool         string        `json:"pool,omitempty"`  // default: the first pool
-	Agent        string        `json:"agent,omitempty"` // only this agent may take it
-	Name         string        `json:"name,omitempty"`  // jobDisplayName; default "Job"
-	Duration     time.Duration `json:"-"`               // how long the fake job runs
+	Pool         string        `json:"pool,omitempty"`   // default: the first pool
+	Agent        string        `json:"agent,omitempty"`  // only this agent may take it
+	Name         string        `json:"name,omitempty"`   // jobDisplayName; default "Job"
+	Duration     time.Duration `json:"-"`                // how long the fake job runs
 	Result       string        `json:"result,omitempty"` // "succeeded" (default) or "failed"
 	Orphans      int           `json:"orphans,omitempty"`
 	IgnoreCancel time.Duration `json:"-"` // how long the fake job ignores a cancel
@@ -57,7 +57,10 @@ type FaultSpec struct {
 	Delay      time.Duration `json:"-"`                    // wait before answering (or before passing on)
 	RetryAfter time.Duration `json:"-"`                    // Retry-After header in whole seconds, rounded up
 	Drop       bool          `json:"drop,omitempty"`       // close the connection without an answer
-	Body       string        `json:"body,omitempty"`       // default: the service's JSON error for Status
+	// TruncateAfter > 0 passes the request on but cuts the connection after that many body
+	// bytes of the answer (e.g. a package download that breaks off midway).
+	TruncateAfter int64  `json:"truncateAfter,omitempty"`
+	Body          string `json:"body,omitempty"` // default: the service's JSON error for Status
 }
 
 // RateLimitSpec limits matching wire requests to N per fixed Window; the excess gets 429 with

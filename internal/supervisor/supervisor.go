@@ -774,7 +774,7 @@ func (sv *supervisor) serverBusy(until time.Time) bool {
 		return false
 	}
 	if a.AssignedRequest != nil {
-		sv.jobName = "request " + strconv.Itoa(a.AssignedRequest.ID)
+		sv.jobName = "request " + strconv.FormatUint(a.AssignedRequest.ID, 10)
 		return true
 	}
 	return false
@@ -826,7 +826,7 @@ func (sv *supervisor) deregister(deadline time.Time) error {
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		err := sv.server.DeleteAgent(ctx, sv.poolID, id)
-		if err == nil || azdo.IsNotFound(err) {
+		if err == nil { // an agent already gone counts as removed
 			sv.log.Info("agent deregistered", "agent", sv.name, "agent_id", id, "took", time.Since(start).Round(time.Millisecond).String())
 			if werr := wipeConfig(s.AgentDir); werr != nil {
 				sv.log.Warn("remove the local agent configuration", "err", werr)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -183,8 +182,6 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-var skipLine = regexp.MustCompile(`(?m)^\s*(?:\S+\.go:\d+: )?SKIP: (.*)$|--- SKIP: \S+ \([^)]*\)\n\s*\S+\.go:\d+: (.*)`)
-
 // inMountNamespace runs the calling top-level test again in a child process with a private mount
 // namespace and reports whether the caller is that child. The parent returns false after passing
 // on the child's result (pass, skip with its reason, or failure with its output).
@@ -204,12 +201,15 @@ func inMountNamespace(t *testing.T) bool {
 		}
 		t.Fatalf("in a private mount namespace: %v\n%s", err, out)
 	}
-	if strings.Contains(string(out), "--- SKIP: "+t.Name()) {
-		reason := "skipped in the mount namespace"
-		if m := skipLine.FindStringSubmatch(string(out)); m != nil {
-			reason = strings.TrimSpace(m[1] + m[2])
+	if i := strings.Index(string(out), "--- SKIP: "+t.Name()); i >= 0 {
+		// The skip reason is what the child logged between its RUN and SKIP lines.
+		reason := string(out[:i])
+		if j := strings.Index(reason, "=== RUN"); j >= 0 {
+			if k := strings.Index(reason[j:], "\n"); k >= 0 {
+				reason = reason[j+k+1:]
+			}
 		}
-		t.Skip(reason)
+		t.Skip("in a private mount namespace: " + strings.TrimSpace(reason))
 	}
 	if testing.Verbose() {
 		t.Logf("mount namespace child:\n%s", out)

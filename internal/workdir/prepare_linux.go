@@ -51,15 +51,17 @@ func Prepare(ctx context.Context, o Options) (*Lease, error) {
 	if err := requireDir(settingWork, root); err != nil {
 		return nil, err
 	}
-	if err := probeWritable(settingWork, root, m); err != nil {
-		return nil, err
-	}
+	// Space before the write probe: a full volume is a runtime problem with its own advice, and
+	// root may still write into reserved blocks that the agent's user cannot use.
 	var warnings []string
 	free, w, err := checkSpace(settingWork, root, o.MinFree)
 	if err != nil {
 		return nil, err
 	}
 	warnings = append(warnings, w...)
+	if err := probeWritable(settingWork, root, m); err != nil {
+		return nil, err
+	}
 
 	shared := m.Kind == KindNFS
 	if o.Shared != nil {
@@ -217,7 +219,13 @@ func Check(o Options) ([]Finding, error) {
 			return out, firstErr()
 		}
 	}
-	free, warns, err := checkSpace(settingWork, root, o.MinFree)
+	spaceAt := root
+	if fi == nil {
+		if anc, err := nearestExisting(root); err == nil {
+			spaceAt = anc
+		}
+	}
+	free, warns, err := checkSpace(settingWork, spaceAt, o.MinFree)
 	if err != nil {
 		add(LevelError, root, err.Error(), err)
 		return out, firstErr()
@@ -322,7 +330,7 @@ func mkdirAllOwned(setting, p string, uid, gid int) ([]string, error) {
 			return created, accessError(setting, d, "create", err)
 		}
 		created = append(created, d)
-		if uid >= 0 || gid >= 0 {
+		if ownedAlready := (uid < 0 || uid == os.Geteuid()) && (gid < 0 || gid == os.Getegid()); !ownedAlready {
 			if err := os.Lchown(d, uid, gid); err != nil {
 				return created, exit.Config(fmt.Errorf("%s: created %s but cannot give it to %d:%d: %w; "+
 					"start the entrypoint as root, or create the directory for that user in the image (or the EFS access point's creation_info)",
@@ -355,7 +363,7 @@ func accessError(setting, p, what string, err error) error {
 	case errors.Is(err, unix.ENOTDIR):
 		return exit.Config(fmt.Errorf("%s: cannot %s %s: a parent is not a directory (%w): point %s at a directory", setting, what, p, err, setting))
 	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
-		return exit.Runtime(fmt.Errorf("%s: cannot %s %s: no space left on the volume (%w): free space or give the task more storage (ephemeralStorage, EBS sizeInGiB)", setting, what, p, err))
+		return exit.Runtime(fmt.Errorf("%s: cannot %s %s: the volume is full (%w): free space or give the task more storage (ephemeralStorage, EBS sizeInGiB)", setting, what, p, err))
 	}
 	return exit.Runtime(fmt.Errorf("%s: cannot %s %s: %w", setting, what, p, err))
 }

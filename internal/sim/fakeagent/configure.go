@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -336,5 +335,3 @@ func remove(cmd *command, root *agentRoot, out *output) int {
 	}
 	return ExitSuccess
 }
-
-var _ = tls.Config{}

@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"log/slog"
+
+	"golang.org/x/term"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/agentpkg"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/logging"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/preflight"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/prune"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/supervisor"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/workdir"
+)
+
+// resolve parses the settings flags and resolves them, logging problems in the requested format.
+func resolve(ctx context.Context, s *streams, given map[string]string) (*config.Settings, *logging.Masker, *slog.Logger, error) {
+	masker := logging.NewMasker()
+	log := earlyLogger(s, given, masker)
+	settings, err := config.Resolve(ctx, config.Options{Flags: given, Env: s.env, Secret: secrets.FetchSecretWith(secrets.SecretsManagerOptions{Masker: masker, Logger: log})})
+	if err != nil {
+		log.Error("invalid settings", "err", err, "exit_code", exit.Code(err))
+		return nil, masker, log, reported{err}
+	}
+	masker.Add(settings.Secrets...)
+	log = logging.New(s.out, logging.Options{Format: settings.LogFormat, Level: settings.LogLevel}, masker)
+	for _, w := range settings.Warnings {
+		log.Warn(w)
+	}
+	return settings, masker, log, nil
+}
+
+func runCommand(ctx context.Context, s *streams, args []string) error {
+	fs, given := newFlags("run", s, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	// PID-1 duties come first: a signal during the secret fetch or the download must be seen, and
+	// orphans must be reaped from the start.
+	masker := logging.NewMasker()
+	boot := earlyLogger(s, given(), masker)
+	signals := pid1.Notify(ctx)
+	reaper, err := pid1.Setup(boot)
+	if err != nil {
+		boot.Warn("zombie reaping unavailable", "err", err)
+	}
+	settings, masker, log, err := resolve(ctx, s, given())
+	if err != nil {
+		return err
+	}
+	hc, err := azdo.HTTPClient(settings)
+	if err != nil {
+		log.Error("HTTP client", "err", err)
+		return reported{err}
+	}
+	creds, err := secrets.NewProvider(ctx, settings, secrets.ProviderOptions{Masker: masker, Logger: log, HTTPClient: hc})
+	if err != nil {
+		log.Error("credentials", "err", err)
+		return reported{err}
+	}
+	o := supervisor.Options{
+		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
+		Signals: signals, Environ: os.Environ(),
+	}
+	if f, ok := s.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		o.Progress = s.err
+	}
+	if err := supervisor.Run(ctx, o); err != nil {
+		return reported{err}
+	}
+	return nil
+}
+
+func installCommand(ctx context.Context, s *streams, args []string) error {
+	fs, _ := newFlags("install", s, false)
+	ver := fs.String("version", "", "agent version to install, e.g. 4.260.0 (required)")
+	platform := fs.String("platform", "", "linux-x64, linux-arm64, linux-musl-x64 or linux-musl-arm64 (default: detected)")
+	dir := fs.String("dir", "/azp/agent", "directory to install into (AZP_AGENT_DIR at run time)")
+	sum := fs.String("sha256", "", "expected SHA-256 of the package (recommended)")
+	url := fs.String("url", "", "download URL, for a mirror (default: Microsoft's public download location)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *ver == "" {
+		return exit.Config(errors.New("--version is required (e.g. --version 4.260.0)"))
+	}
+	log := logging.New(s.out, logging.Options{Format: lookupEnvFunc(s.env)("AZP_LOG_FORMAT"), Level: "info"}, logging.NewMasker())
+	p := *platform
+	if p == "" {
+		var err error
+		if p, err = agentpkg.DetectPlatform(); err != nil {
+			return exit.Config(fmt.Errorf("--platform: %w", err))
+		}
+	}
+	if *url == "" {
+		*url = agentpkg.PublicURL(*ver, p)
+	}
+	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
+	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		o.Progress = s.err
+	}
+	m, err := agentpkg.Install(ctx, o, *url, *sum)
+	if err != nil {
+		return err
+	}
+	log.Info("agent installed", "version", m.Version, "platform", m.Platform, "dir", *dir, "sha256", m.SHA256)
+	return nil
+}
+
+func checkCommand(ctx context.Context, s *streams, args []string) error {
+	fs, given := newFlags("check", s, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	masker := logging.NewMasker()
+	log := earlyLogger(s, given(), masker)
+	settings, err := config.Resolve(ctx, config.Options{Flags: given(), Env: s.env, Secret: secrets.FetchSecretWith(secrets.SecretsManagerOptions{Masker: masker, Logger: log})})
+	d := preflight.Deps{Settings: settings, SettingsErr: err, Masker: masker, Logger: log, Out: s.out, Platform: agentpkg.DetectPlatform}
+	if settings != nil {
+		masker.Add(settings.Secrets...)
+		d.WorkDir = func(ctx context.Context) error {
+			findings, err := workdir.Check(workdir.Options{Root: settings.WorkPath(), MinFree: settings.WorkMinFree, UID: -1, GID: -1, Logger: log})
+			for _, f := range findings {
+				if f.Level == workdir.LevelWarn {
+					fmt.Fprintf(s.out, "  warning: %s: %s\n", f.Path, f.Message)
+				}
+			}
+			return err
+		}
+	}
+	results := preflight.Run(ctx, d)
+	if err := preflight.FirstError(results); err != nil {
+		return reported{err}
+	}
+	return nil
+}
+
+func healthCommand(_ context.Context, s *streams, args []string) error {
+	fs, _ := newFlags("health", s, false)
+	def, _ := s.env("AZP_STATE_DIR")
+	if def == "" {
+		def = "/tmp/azp-entrypoint"
+	}
+	dir := fs.String("state-dir", def, "where the entrypoint keeps its state [AZP_STATE_DIR]")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := supervisor.Health(*dir)
+	if err != nil {
+		fmt.Fprintln(s.out, "unhealthy:", err)
+		// The health check's answer is 1 for every unhealthy state, whatever the cause.
+		return reported{errors.New("unhealthy")}
+	}
+	fmt.Fprintf(s.out, "healthy: agent %s is %s since %s\n", st.Agent, st.Phase, st.Since.Format(time.RFC3339))
+	return nil
+}
+
+func pruneCommand(ctx context.Context, s *streams, args []string) error {
+	fs, given := newFlags("prune", s, true)
+	prefix := fs.String("prefix", "", "delete only agents whose name starts with this (default: AZP_AGENT_NAME_PREFIX)")
+	all := fs.Bool("all-offline", false, "delete every offline agent of the pool, whatever its name")
+	offlineFor := fs.Duration("offline-for", time.Hour, "only agents offline at least this long")
+	dryRun := fs.Bool("dry-run", false, "list what would be deleted")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	settings, masker, log, err := resolve(ctx, s, given())
+	if err != nil {
+		return err
+	}
+	if *prefix == "" {
+		*prefix = settings.AgentNamePrefix
+	}
+	if *prefix == "" && !*all {
+		return exit.Config(errors.New("prune needs --prefix (or AZP_AGENT_NAME_PREFIX), or --all-offline to consider every offline agent"))
+	}
+	hc, err := azdo.HTTPClient(settings)
+	if err != nil {
+		return err
+	}
+	creds, err := secrets.NewProvider(ctx, settings, secrets.ProviderOptions{Masker: masker, Logger: log, HTTPClient: hc})
+	if err != nil {
+		return err
+	}
+	auth, err := creds.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := azdo.New(ctx, azdo.Options{URL: settings.URL, Auth: auth, HTTPClient: hc, Logger: log})
+	if err != nil {
+		return err
+	}
+	pool, err := client.Pool(ctx, settings.Pool)
+	if err != nil {
+		return err
+	}
+	sum, err := prune.Run(ctx, client, pool.ID, prune.Options{Prefix: *prefix, AllOffline: *all, OfflineFor: *offlineFor, DryRun: *dryRun, Out: s.out, Logger: log})
+	_ = sum
+	return err
+}

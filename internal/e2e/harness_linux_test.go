@@ -1,0 +1,421 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/pkgbuild"
+)
+
+var bins struct {
+	entrypoint, sim string
+	err             error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "azp-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bins.entrypoint = filepath.Join(dir, "azp-entrypoint")
+	bins.sim = filepath.Join(dir, "azp-sim")
+	for out, pkg := range map[string]string{bins.entrypoint: "../../cmd/azp-entrypoint", bins.sim: "../../cmd/azp-sim"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			bins.err = fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	os.Chmod(dir, 0o755)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	agentVersion = "4.260.0"
+	platform     = "linux-x64"
+)
+
+// harness is one simulator with a pool, a manage-scope PAT and a fake agent package.
+type harness struct {
+	t     *testing.T
+	sim   *sim.Server
+	url   string
+	token string
+	root  string
+	pkg   pkgbuild.Result
+}
+
+func requirePIDNamespace(t *testing.T) {
+	t.Helper()
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests run the entrypoint as PID 1 of a new PID namespace, which needs root")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) is not installed")
+	}
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	requirePIDNamespace(t)
+	root := t.TempDir()
+	// The agent may run as another user: every directory on the way must be traversable.
+	for d := root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	s := sim.New(sim.Options{PollTimeout: 300 * time.Millisecond, OfflineAfter: 2 * time.Second})
+	url, err := s.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	token := "e2e" + randHex(20)
+	if err := s.AddToken(token, sim.ScopeManage); err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := pkgbuild.Build(pkgbuild.Options{Version: agentVersion, Platform: platform, AgentBinary: bins.sim, OutDir: filepath.Join(root, "packages")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddPackage(sim.PackageSpec{Version: agentVersion, Platform: platform, FilePath: pkg.Path}); err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, sim: s, url: url, token: token, root: root, pkg: pkg}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// instance is one entrypoint: its directories and settings.
+type instance struct {
+	h        *harness
+	name     string
+	agentDir string
+	stateDir string
+	env      map[string]string
+}
+
+func (h *harness) instance(name string) *instance {
+	dir := filepath.Join(h.root, name)
+	in := &instance{h: h, name: name, agentDir: filepath.Join(dir, "agent"), stateDir: filepath.Join(dir, "state")}
+	in.env = map[string]string{
+		"PATH":               "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME":               dir,
+		"AZP_URL":            h.url,
+		"AZP_TOKEN":          h.token,
+		"AZP_POOL":           "Default",
+		"AZP_AGENT_NAME":     name,
+		"AZP_AGENT_DIR":      in.agentDir,
+		"AZP_STATE_DIR":      in.stateDir,
+		"AZP_AGENT_PLATFORM": platform,
+		"AZP_LOG_FORMAT":     "json",
+		"AZP_LOG_LEVEL":      "debug",
+		"AZP_STOP_TIMEOUT":   "10s",
+		"AZP_WORK_MIN_FREE":  "1MiB",
+		// Keep the fake agent's real-world pauses short.
+		"FAKE_AGENT_SESSION_RETRY":  "20s",
+		"FAKE_AGENT_POLL_BACKOFF":   "1s",
+		"FAKE_AGENT_ORPHAN_SECONDS": "1",
+		"FAKE_AGENT_UPDATER_POLL":   "100ms",
+	}
+	return in
+}
+
+// run is one start of the entrypoint as PID 1 of a new PID namespace.
+type run struct {
+	in       *instance
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	done     chan struct{}
+	exitCode int
+	started  time.Time
+}
+
+func (in *instance) start(args ...string) *run {
+	t := in.h.t
+	t.Helper()
+	// --kill-child: if the test dies, the namespace's PID 1 dies with unshare, and with it the rest.
+	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", bins.entrypoint}, args...)...)
+	for k, v := range in.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	r := &run{in: in, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{}), started: time.Now()}
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		r.exitCode = cmd.ProcessState.ExitCode()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			if pid := r.pid(); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			cmd.Process.Kill()
+			<-r.done
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", in.name, r.out.String())
+		}
+	})
+	return r
+}
+
+// pid is the entrypoint's PID as seen from the test: the only child of unshare.
+func (r *run) pid() int {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", r.cmd.Process.Pid, r.cmd.Process.Pid))
+		if err != nil {
+			return 0
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			pid, _ := strconv.Atoi(f[0])
+			return pid
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+// signal sends sig to the entrypoint (PID 1 of its namespace) alone.
+func (r *run) signal(sig syscall.Signal) {
+	r.in.h.t.Helper()
+	pid := r.pid()
+	if pid <= 0 {
+		r.in.h.t.Fatalf("no entrypoint process to signal")
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		r.in.h.t.Fatal(err)
+	}
+}
+
+func (r *run) wait(timeout time.Duration) int {
+	r.in.h.t.Helper()
+	select {
+	case <-r.done:
+		return r.exitCode
+	case <-time.After(timeout):
+		r.in.h.t.Fatalf("the entrypoint did not exit within %s", timeout)
+		return -1
+	}
+}
+
+// waitLog waits for a log record whose message contains substr.
+func (r *run) waitLog(substr string, timeout time.Duration) map[string]any {
+	r.in.h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, rec := range r.records() {
+			if msg, _ := rec["msg"].(string); strings.Contains(msg, substr) {
+				return rec
+			}
+		}
+		select {
+		case <-r.done:
+			for _, rec := range r.records() {
+				if msg, _ := rec["msg"].(string); strings.Contains(msg, substr) {
+					return rec
+				}
+			}
+			r.in.h.t.Fatalf("exited (code %d) before logging %q", r.exitCode, substr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r.in.h.t.Fatalf("no log record containing %q within %s", substr, timeout)
+	return nil
+}
+
+func (r *run) records() []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(r.out.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+func (r *run) countLogs(substr string) int {
+	n := 0
+	for _, rec := range r.records() {
+		if msg, _ := rec["msg"].(string); strings.Contains(msg, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitOnline waits until the simulator sees the agent online and returns it.
+func (in *instance) waitOnline(timeout time.Duration) sim.AgentView {
+	in.h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	a, err := in.h.sim.WaitAgent(ctx, "Default", in.name, func(a sim.AgentView) bool { return a.ID != 0 && a.Status == "online" })
+	if err != nil {
+		in.h.t.Fatalf("agent %s not online within %s: %v", in.name, timeout, err)
+	}
+	return a
+}
+
+// waitGone waits until the agent is deleted from the pool.
+func (in *instance) waitGone(timeout time.Duration) {
+	in.h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := in.h.sim.WaitAgent(ctx, "Default", in.name, func(a sim.AgentView) bool { return a.ID == 0 }); err != nil {
+		in.h.t.Fatalf("agent %s still in the pool after %s", in.name, timeout)
+	}
+}
+
+func (in *instance) assertRegistered(want bool) {
+	in.h.t.Helper()
+	_, ok := in.h.sim.Agent("Default", in.name)
+	if ok != want {
+		in.h.t.Fatalf("agent %s registered = %v, want %v (pool: %+v)", in.name, ok, want, in.h.sim.Agents("Default"))
+	}
+}
+
+func (h *harness) queue(spec sim.JobSpec) int64 {
+	h.t.Helper()
+	if spec.Pool == "" {
+		spec.Pool = "Default"
+	}
+	id, err := h.sim.QueueJob(spec)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+func (h *harness) waitRequest(id int64, timeout time.Duration, cond func(sim.RequestView) bool) sim.RequestView {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	rv, err := h.sim.WaitRequest(ctx, id, cond)
+	if err != nil {
+		got, _ := h.sim.Request(id)
+		h.t.Fatalf("request %d: condition not met within %s: %+v", id, timeout, got)
+	}
+	return rv
+}
+
+func running(r sim.RequestView) bool  { return !r.AssignTime.IsZero() }
+func finished(r sim.RequestView) bool { return !r.FinishTime.IsZero() }
+
+// procs lists the processes whose command line contains substr, as seen from the test.
+func procs(substr string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})), substr) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// listeners are the running listeners of an agent directory (excluding zombies).
+func (in *instance) listeners() []int {
+	var out []int
+	for _, pid := range procs(filepath.Join(in.agentDir, "bin")) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 1 && strings.HasSuffix(args[0], "Agent.Listener") && args[1] == "run" && procState(pid) != 'Z' {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func procState(pid int) byte {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return 0
+	}
+	return data[i+2]
+}
+
+// zombiesUnder counts zombie children of pid.
+func zombiesUnder(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, f := range strings.Fields(string(data)) {
+		c, _ := strconv.Atoi(f)
+		if procState(c) == 'Z' {
+			n++
+		}
+	}
+	return n
+}
+
+// health runs `azp-entrypoint health` inside the run's namespaces, as a container health check does.
+func (r *run) health() int {
+	cmd := exec.Command("nsenter", "--target", strconv.Itoa(r.pid()), "--pid", "--mount", "--",
+		bins.entrypoint, "health", "--state-dir", r.in.stateDir)
+	cmd.Run()
+	return cmd.ProcessState.ExitCode()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
