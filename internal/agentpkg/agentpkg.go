@@ -1,6 +1,7 @@
 package agentpkg
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
@@ -262,6 +264,9 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
 		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, pkg.URL, err)
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
+		}
 		var se *HTTPStatusError
 		if errors.As(err, &se) {
 			switch {
@@ -400,7 +405,7 @@ func extractStream(ctx context.Context, cancel func(), src io.Reader, root strin
 	}()
 	zr, err := gzip.NewReader(raw)
 	if err != nil {
-		return h, fmt.Errorf("read package: %w", err)
+		return h, readError(err)
 	}
 	dec = newChunkPipe(zr, 256<<10, 16, nil)
 	if err := newExtractor(root, own).extract(ctx, dec); err != nil {
@@ -409,12 +414,27 @@ func extractStream(ctx context.Context, cancel func(), src io.Reader, root strin
 	// The rest of the stream (tar padding, gzip trailer with its CRC) must be read too: the
 	// hash covers every byte and the CRC check happens at the end.
 	if _, err := io.Copy(io.Discard, dec); err != nil {
-		return h, fmt.Errorf("read package (gzip): %w", err)
+		return h, readError(err)
 	}
 	if _, err := io.Copy(io.Discard, raw); err != nil {
-		return h, fmt.Errorf("read package: %w", err)
+		return h, readError(err)
 	}
 	return h, nil
+}
+
+// readError says whether reading failed because of the transfer or because of the content.
+func readError(err error) error {
+	var de *downloadError
+	var se *HTTPStatusError
+	var ce flate.CorruptInputError
+	switch {
+	case errors.As(err, &de) || errors.As(err, &se) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("read package: %w", err)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) ||
+		errors.As(err, &ce) || errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrInsecurePath):
+		return fmt.Errorf("the archive is truncated or corrupt: %w", err)
+	}
+	return fmt.Errorf("read package: %w", err)
 }
 
 // commit moves the extracted entries into dir. The old marker goes first, so that a crash in

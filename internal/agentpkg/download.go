@@ -104,7 +104,7 @@ func (f *fetcher) failed(err error) error {
 	f.failures++
 	f.resumes++
 	if f.failures > f.retries || f.resumes > maxResumes {
-		return fmt.Errorf("download %s: %w (gave up after %d attempts, %d of %s bytes received)", f.url, err, f.resumes, f.offset.Load(), sizeText(f.size))
+		return &downloadError{fmt.Errorf("%w (gave up after %d attempts, %d of %s bytes received)", err, f.resumes, f.offset.Load(), sizeText(f.size))}
 	}
 	d := min(f.delay<<min(f.failures-1, 10), 10*time.Second)
 	f.log.Warn("agent package download interrupted, retrying", "url", f.url, "offset", f.offset.Load(),
@@ -138,6 +138,12 @@ func (f *fetcher) open() error {
 		}
 	}
 }
+
+// downloadError is a failure of the transfer itself (as opposed to bad content).
+type downloadError struct{ err error }
+
+func (e *downloadError) Error() string { return e.err.Error() }
+func (e *downloadError) Unwrap() error { return e.err }
 
 var errChanged = errors.New("the file changed on the server during the download")
 

@@ -121,7 +121,7 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) (err error) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read package archive: %w", err)
+			return readError(err)
 		}
 		if err := x.entry(tr, hdr); err != nil {
 			return err
@@ -173,7 +173,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		if hdr.Size <= smallFile {
 			data := make([]byte, hdr.Size)
 			if _, err := io.ReadFull(tr, data); err != nil {
-				return fmt.Errorf("read package entry %q: %w", hdr.Name, err)
+				return readError(err)
 			}
 			x.jobs <- fileJob{path: full, data: data, mode: mode}
 			return nil
@@ -301,7 +301,7 @@ func (x *extractor) writeFile(full string, r io.Reader, mode os.FileMode) error 
 		err = cerr
 	}
 	if rerr != nil && errors.Is(err, rerr) {
-		return fmt.Errorf("read package: %w", rerr) // the source failed, not the target
+		return readError(rerr) // the source failed, not the target
 	}
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", full, err)
@@ -347,8 +347,8 @@ func (x *extractor) finish() error {
 		}
 	}
 	for name, t := range x.links {
-		if x.escapes(name) {
-			return fmt.Errorf("%w: symlink %q -> %q resolves outside the package through other symlinks", ErrUnsafePackage, name, t)
+		if why := x.escapes(name); why != "" {
+			return fmt.Errorf("%w: symlink %q -> %q %s", ErrUnsafePackage, name, t, why)
 		}
 	}
 	for i := len(x.dirs) - 1; i >= 0; i-- {
@@ -360,9 +360,9 @@ func (x *extractor) finish() error {
 }
 
 // escapes resolves symlink name the way the kernel would, using the in-memory tree, and reports
-// whether it ever climbs above the root. Each symlink was checked lexically on its own, but a
-// chain (d/x -> s/.., d/s -> ..) can still climb out.
-func (x *extractor) escapes(name string) bool {
+// why it is unsafe: it climbs above the root, or loops. Each symlink was checked lexically on its
+// own, but a chain (d/x -> s/.., d/s -> ..) can still climb out.
+func (x *extractor) escapes(name string) string {
 	var stack []string
 	if d := path.Dir(name); d != "." {
 		stack = strings.Split(d, "/")
@@ -376,7 +376,7 @@ func (x *extractor) escapes(name string) bool {
 			continue
 		case "..":
 			if len(stack) == 0 {
-				return true
+				return "resolves outside the package through other symlinks"
 			}
 			stack = stack[:len(stack)-1]
 			continue
@@ -387,14 +387,11 @@ func (x *extractor) escapes(name string) bool {
 			continue
 		}
 		if hops++; hops > 40 { // ELOOP: refuse rather than guess
-			return true
+			return "is part of a symlink loop"
 		}
 		t := x.links[p]
-		if strings.HasPrefix(t, "/") {
-			return true
-		}
 		stack = stack[:len(stack)-1]
 		pending = append(strings.Split(t, "/"), pending...)
 	}
-	return false
+	return ""
 }

@@ -11,6 +11,7 @@ package azdo
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -486,6 +487,10 @@ func (c *Client) explain(err error, op string) error {
 			return fmt.Errorf("%s: %w", op, ce.err)
 		}
 		return exit.Runtime(fmt.Errorf("%s: obtaining the credential: %w", op, ce.err))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return exit.Config(fmt.Errorf("%s: %s did not answer like Azure DevOps (%v); check AZP_URL: it must be the organisation or collection URL, e.g. https://dev.azure.com/<org>", op, c.url, err))
 	}
 	var ue *url.Error
 	if isNetError(err) || errors.As(err, &ue) {

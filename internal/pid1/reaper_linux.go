@@ -73,10 +73,16 @@ func NewReaper(log *slog.Logger) (*Reaper, error) {
 }
 
 // Setup prepares the process to be a good init: it makes the process a child subreaper unless it
-// is PID 1, and starts the Reaper.
+// is PID 1, and starts the Reaper. Failing to become a subreaper (a seccomp profile that forbids
+// prctl) is only logged: whatever init is PID 1 then reaps the orphans instead.
 func Setup(log *slog.Logger) (*Reaper, error) {
-	if _, err := BecomeSubreaper(); err != nil {
-		return nil, err
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if changed, err := BecomeSubreaper(); err != nil {
+		log.Warn("cannot become a child subreaper; orphaned job processes will be reaped by PID 1 instead", "err", err)
+	} else if changed {
+		log.Debug("not PID 1: became a child subreaper", "pid", os.Getpid())
 	}
 	return NewReaper(log)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -60,7 +61,8 @@ func NewSecretsManager(ctx context.Context, o SecretsManagerOptions) (*SecretsMa
 		cfg = o.AWSConfig.Copy()
 	} else {
 		var opts []func(*awsconfig.LoadOptions) error
-		if o.HTTPClient != nil {
+		// AWS_CA_BUNDLE needs the SDK's own buildable client; it then wins over the shared one.
+		if o.HTTPClient != nil && os.Getenv("AWS_CA_BUNDLE") == "" {
 			opts = append(opts, awsconfig.WithHTTPClient(o.HTTPClient))
 		}
 		var err error
@@ -136,6 +138,9 @@ func (m *SecretsManager) explain(ctx context.Context, id, region string, err err
 	if ctx.Err() != nil {
 		return exit.Runtime(fmt.Errorf("AZP_SECRET_ID = %q: %w", id, ctx.Err()))
 	}
+	if s := err.Error(); strings.Contains(s, "get identity") || strings.Contains(s, "retrieve credentials") || strings.Contains(s, "refresh cached credentials") {
+		return exit.Auth(fmt.Errorf("AZP_SECRET_ID = %q: no AWS credentials to read the secret with (on ECS give the task a task role; elsewhere use the standard AWS credential settings): %w", id, err))
+	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		code, msg := ae.ErrorCode(), ae.ErrorMessage()
@@ -151,9 +156,6 @@ func (m *SecretsManager) explain(ctx context.Context, id, region string, err err
 			return exit.Runtime(fmt.Errorf("AZP_SECRET_ID = %q: Secrets Manager kept throttling the request after retries (%s)", id, code))
 		}
 		return exit.Runtime(fmt.Errorf("AZP_SECRET_ID = %q: Secrets Manager: %s: %s", id, code, msg))
-	}
-	if s := err.Error(); strings.Contains(s, "retrieve credentials") || strings.Contains(s, "refresh cached credentials") {
-		return exit.Auth(fmt.Errorf("AZP_SECRET_ID = %q: no AWS credentials to read the secret with (on ECS give the task a task role; elsewhere use the standard AWS credential settings): %w", id, err))
 	}
 	return exit.Runtime(fmt.Errorf("AZP_SECRET_ID = %q: cannot reach Secrets Manager in %s: %w", id, region, err))
 }

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/ecs/ecstest"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/logging"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
@@ -28,7 +31,7 @@ func awsEnv(t *testing.T, sm *smtest.Server, static bool) {
 	t.Helper()
 	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"} {
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -327,5 +330,29 @@ func TestServicePrincipalFromSecretRotated(t *testing.T) {
 	}
 	if n := len(sm.Calls()) - before; n != 1 {
 		t.Fatalf("snapshot fetched the secret %d times", n)
+	}
+}
+
+// The same with helper F's ECS fake: the task role's credentials come from the ECS credentials
+// endpoint exactly as on Fargate.
+func TestSecretsManagerWithECSTaskRole(t *testing.T) {
+	sm := smtest.New()
+	defer sm.Close()
+	awsEnv(t, sm, false)
+	ecs := ecstest.New(ecstest.Options{Region: smtest.Region, AccessKeyID: "ASIAECSTESTTASKROLE",
+		SecretAccessKey: "ecstest-task-role-secret-key", SessionToken: "ecstest-task-role-session"})
+	defer ecs.Close()
+	for k, v := range ecs.Env() {
+		t.Setenv(k, v)
+	}
+	sm.AddCredentials(aws.Credentials{AccessKeyID: "ASIAECSTESTTASKROLE", SecretAccessKey: "ecstest-task-role-secret-key", SessionToken: "ecstest-task-role-session"})
+	sm.PutSecret("azp/task-role", "task-role-token")
+	v, err := secrets.FetchSecretWith(secrets.SecretsManagerOptions{})(context.Background(), "azp/task-role")
+	if err != nil || v != "task-role-token" {
+		t.Fatalf("%q %v", v, err)
+	}
+	calls := sm.Calls()
+	if calls[len(calls)-1].AccessKeyID != "ASIAECSTESTTASKROLE" || ecs.CredentialRequests() == 0 {
+		t.Fatalf("not signed with the task role: %+v", calls)
 	}
 }

@@ -31,6 +31,16 @@ func (s *Server) AddPool(name string) int {
 	return p.id
 }
 
+// PoolID returns the id of the pool with that name.
+func (s *Server) PoolID(name string) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.poolByName(name); p != nil {
+		return p.id, true
+	}
+	return 0, false
+}
+
 // AddToken registers a PAT (sent as the Basic password) or bearer token with a scope.
 func (s *Server) AddToken(token, scope string) error {
 	if token == "" {

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -196,7 +197,12 @@ func (s *Server) Start() (string, error) {
 		scheme = "https"
 	}
 	s.listener = ln
-	s.baseURL = scheme + "://" + ln.Addr().String()
+	host := ln.Addr().String()
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		// Listening on all interfaces (e.g. for containers); loopback still reaches us.
+		host = net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
+	}
+	s.baseURL = scheme + "://" + host
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("sim: serve", "err", err)

@@ -104,6 +104,15 @@ func TestAuth(t *testing.T) {
 	if err != nil || len(*pools) != 1 {
 		t.Fatalf("read token reading pools: %v %v", pools, err)
 	}
+	manage := taskagent.TaskAgentPoolActionFilterValues.Manage
+	pools, err = ro.GetAgentPools(ctx, taskagent.GetAgentPoolsArgs{ActionFilter: &manage})
+	if err != nil || len(*pools) != 0 {
+		t.Fatalf("read token with actionFilter=manage: %v %v", pools, err)
+	}
+	pools, err = taClient(t, s, patManage).GetAgentPools(ctx, taskagent.GetAgentPoolsArgs{ActionFilter: &manage})
+	if err != nil || len(*pools) != 1 {
+		t.Fatalf("manage token with actionFilter=manage: %v %v", pools, err)
+	}
 	poolID := 1
 	_, err = ro.AddAgent(ctx, taskagent.AddAgentArgs{PoolId: &poolID, Agent: newAgent("a", testKeys()[0])})
 	wrapped(t, err, http.StatusForbidden, "AccessDeniedException")

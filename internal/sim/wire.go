@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -8,8 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"crypto/rsa"
 
 	"github.com/google/uuid"
 )
@@ -299,7 +298,7 @@ func (s *Server) servePools(w http.ResponseWriter, r *http.Request, p *principal
 			notFound(w, r)
 			return
 		}
-		s.handlePoolList(w, r)
+		s.handlePoolList(w, r, p)
 		return
 	}
 	poolID, err := strconv.Atoi(rest[0])
@@ -356,10 +355,16 @@ func (s *Server) servePools(w http.ResponseWriter, r *http.Request, p *principal
 	}
 }
 
-func (s *Server) handlePoolList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePoolList(w http.ResponseWriter, r *http.Request, who *principal) {
 	q := r.URL.Query()
 	name := q.Get("poolName")
 	ptype := q.Get("poolType")
+	// actionFilter=manage lists only pools the caller may manage, which is how a client can tell
+	// a read-only token from a manage token without trying a write.
+	if strings.Contains(strings.ToLower(q.Get("actionFilter")), "manage") && (who.agent != nil || who.scope != ScopeManage) {
+		writeCollection(w, []any{})
+		return
+	}
 	s.mu.Lock()
 	var out []any
 	for _, p := range s.pools {

@@ -226,7 +226,7 @@ func (sv *supervisor) resolveECS(ctx context.Context) {
 		}
 	}
 	if s.ECSTaskProtection.Resolve(onECS) {
-		if p, ok := ecs.NewProtection(sv.o.Getenv, sv.o.HTTPClient); ok {
+		if p, ok := ecs.ProtectionFromEnv(sv.o.Getenv); ok {
 			sv.protect = p
 		} else if s.ECSTaskProtection == config.On {
 			sv.log.Warn("AZP_ECS_TASK_PROTECTION=true but ECS_AGENT_URI is not set; task protection is off")

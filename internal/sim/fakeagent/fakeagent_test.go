@@ -86,6 +86,12 @@ func TestConfigureRunJobsRemove(t *testing.T) {
 	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(worker) + "/comm"); strings.TrimSpace(string(comm)) != "Agent.Worker" {
 		t.Errorf("worker comm = %q", comm)
 	}
+	// Like the .NET agent, the listener only drops the variable from its runtime's copy of the
+	// environment: /proc/<pid>/environ keeps the exec-time block, so a supervisor that leaks a
+	// secret into `run` stays detectable there.
+	if env := strings.Join(environ(t, p.cmd.Process.Pid), "\n"); !strings.Contains(env, "VSTS_AGENT_INPUT_TOKEN=") {
+		t.Errorf("listener /proc environ lost VSTS_AGENT_INPUT_TOKEN; the real agent keeps it there")
+	}
 	for _, kv := range environ(t, worker) {
 		if strings.HasPrefix(strings.ToUpper(kv), "VSTS_AGENT_INPUT_") {
 			t.Errorf("worker environment holds %s", kv)
@@ -368,5 +374,47 @@ func killWorkers(t *testing.T, root string) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+	}
+}
+
+// --once: the server cancels the job (JobCancellation), the job ends Canceled, the listener exits 0.
+func TestOnceServerCancel(t *testing.T) {
+	t.Parallel()
+	s := startSim(t)
+	root := extract(t)
+	configure(t, s, root, "once")
+	p := start(t, root, []string{"VSTS_AGENT_INPUT_ONCE=True"}, "run")
+	p.waitOutput(fakeagent.MsgListening, 1, 15*time.Second)
+	id, err := s.QueueJob(sim.JobSpec{Name: "doomed", Duration: time.Minute, Result: "failed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.waitOutput("Running job: doomed", 1, 15*time.Second)
+	if err := s.CancelJob(id); err != nil {
+		t.Fatal(err)
+	}
+	if code, sig := p.wait(15 * time.Second); code != 0 || sig != 0 {
+		t.Fatalf("exit %d signal %v\n%s", code, sig, p.output())
+	}
+	if !strings.Contains(p.output(), "Job doomed completed with result: Canceled") {
+		t.Errorf("output:\n%s", p.output())
+	}
+	if r := waitRequest(t, s, id, finished); r.Result != "canceled" {
+		t.Errorf("request %+v", r)
+	}
+
+	// A failing job with --once: result Failed, exit 0.
+	waitAgent(t, s, "once", func(a sim.AgentView) bool { return !a.HasSession })
+	p = start(t, root, nil, "run", "--ONCE")
+	p.waitOutput(fakeagent.MsgListening, 1, 15*time.Second)
+	id, err = s.QueueJob(sim.JobSpec{Name: "bad", Duration: 200 * time.Millisecond, Result: "failed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := p.wait(15 * time.Second); code != 0 || !strings.Contains(p.output(), "Job bad completed with result: Failed") {
+		t.Errorf("exit %d\n%s", code, p.output())
+	}
+	if r := waitRequest(t, s, id, finished); r.Result != "failed" {
+		t.Errorf("request %+v", r)
 	}
 }

@@ -121,6 +121,7 @@ func extract(t *testing.T) string {
 // soon as the process exits, even when its updater still holds the descriptors.
 type proc struct {
 	t    *testing.T
+	root string
 	cmd  *exec.Cmd
 	out  string
 	done chan struct{}
@@ -142,7 +143,7 @@ func start(t *testing.T, root string, env []string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	outFile.Close()
-	p := &proc{t: t, cmd: c, out: outFile.Name(), done: make(chan struct{})}
+	p := &proc{t: t, root: root, cmd: c, out: outFile.Name(), done: make(chan struct{})}
 	go func() {
 		p.err = c.Wait()
 		close(p.done)
@@ -163,6 +164,17 @@ func (p *proc) output() string {
 	return string(b)
 }
 
+// diag returns the agent's _diag logs, for failure messages.
+func (p *proc) diag() string {
+	var b strings.Builder
+	logs, _ := filepath.Glob(filepath.Join(p.root, "_diag", "*"))
+	for _, l := range logs {
+		c, _ := os.ReadFile(l)
+		fmt.Fprintf(&b, "==> %s\n%s", filepath.Base(l), c)
+	}
+	return b.String()
+}
+
 // waitOutput waits until the output contains s n times (n >= 1).
 func (p *proc) waitOutput(s string, n int, timeout time.Duration) {
 	p.t.Helper()
@@ -180,7 +192,21 @@ func (p *proc) waitOutput(s string, n int, timeout time.Duration) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	p.t.Fatalf("no %q within %v:\n%s", s, timeout, p.output())
+	p.t.Fatalf("no %q within %v:\n%s\n%s", s, timeout, p.output(), p.diag())
+}
+
+// waitLaterOutput is waitOutput for output written after the listener exited (by processes that
+// inherited its stdout, like the updater's relaunch).
+func (p *proc) waitLaterOutput(s string, n int, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Count(p.output(), s) >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("no %q (x%d) within %v:\n%s\n%s", s, n, timeout, p.output(), p.diag())
 }
 
 // wait returns the exit code (-1 and the signal when killed by one).
@@ -249,13 +275,16 @@ func waitRequest(t *testing.T, s *sim.Server, id int64, cond func(sim.RequestVie
 
 func finished(r sim.RequestView) bool { return !r.FinishTime.IsZero() }
 
-// children lists the child pids of pid (Linux /proc/<pid>/task/<pid>/children).
+// children lists the child pids of pid (Linux /proc/<pid>/task/*/children: every thread may fork).
 func children(pid int) []int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if n, err := strconv.Atoi(f); err == nil {
-			out = append(out, n)
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
 		}
 	}
 	return out

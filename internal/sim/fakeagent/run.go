@@ -128,6 +128,8 @@ type listener struct {
 	job      *runningJob
 	pending  string // target version of a refresh that waits for the running job
 	stopping bool
+
+	stopPoll func() // cancels the poller and waits for it to return
 }
 
 func (l *listener) session() string {
@@ -329,8 +331,13 @@ func (l *listener) createSession(ctx context.Context) int {
 	}
 }
 
-// finish deletes the session (30 s budget, like DeleteSessionAsync) and returns code.
+// finish stops polling, deletes the session (30 s budget, like DeleteSessionAsync) and returns
+// code. The poller must be gone first: a poll answered "session expired" after the delete would
+// otherwise create a new session that outlives this process.
 func (l *listener) finish(code int) int {
+	if l.stopPoll != nil {
+		l.stopPoll()
+	}
 	if id := l.session(); id != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -422,17 +429,25 @@ func (l *listener) poll(ctx context.Context, events chan<- pollEvent) {
 }
 
 func (l *listener) loop(ctx context.Context) int {
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	defer stopPoll()
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	l.stopPoll = func() {
+		cancelPoll()
+		<-pollDone
+	}
+	defer cancelPoll()
 	events := make(chan pollEvent)
-	go l.poll(pollCtx, events)
+	go func() {
+		defer close(pollDone)
+		l.poll(pollCtx, events)
+	}()
 	stopCh := l.stopCh
 	for {
 		select {
 		case <-stopCh:
 			stopCh = nil
 			l.stopping = true
-			stopPoll()
+			cancelPoll()
 			if l.job == nil {
 				return l.finish(ExitSuccess)
 			}

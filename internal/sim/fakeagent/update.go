@@ -121,7 +121,16 @@ func UpdaterMain(args []string) int {
 	}
 	diag := filepath.Join(*root, "_diag")
 	os.MkdirAll(diag, 0o755)
-	logPath := filepath.Join(diag, "SelfUpdate-"+time.Now().UTC().Format("20060102-150405")+".log")
+	// The real name has one-second resolution; wait for a free second rather than overwrite an
+	// earlier update's log.
+	var logPath string
+	for {
+		logPath = filepath.Join(diag, "SelfUpdate-"+time.Now().UTC().Format("20060102-150405")+".log")
+		if !exists(logPath) && !exists(logPath+".succeed") && !exists(logPath+".failed") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 1
@@ -190,5 +199,10 @@ func UpdaterMain(args []string) int {
 
 func processExists(pid int) bool {
 	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
 	return err == nil
 }

@@ -36,7 +36,13 @@ func waitSelfUpdate(t *testing.T, root string, n int) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no self-update log #%d", n)
+	var diag strings.Builder
+	logs, _ := filepath.Glob(filepath.Join(root, "_diag", "*"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		diag.WriteString("==> " + filepath.Base(l) + "\n" + string(b))
+	}
+	t.Fatalf("no self-update log #%d\n%s", n, diag.String())
 	return ""
 }
 
@@ -114,7 +120,7 @@ func TestSelfUpdate(t *testing.T) {
 	}
 	bash, _ := strconv.Atoi(m[1])
 	// The relaunched listener writes to the inherited stdout: our output file.
-	p.waitOutput(fakeagent.MsgListening, 2, 15*time.Second)
+	p.waitLaterOutput(fakeagent.MsgListening, 2, 15*time.Second)
 	var relaunched int
 	for deadline := time.Now().Add(5 * time.Second); relaunched == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c := children(bash); len(c) > 0 {
