@@ -243,7 +243,7 @@ func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-func parse(fs *flag.FlagSet, args []string, client func() *sim.ControlClient, _ *string) (*sim.ControlClient, error) {
+func parse(fs *flag.FlagSet, args []string, client func() *sim.ControlClient) (*sim.ControlClient, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func jobsQueue(args []string) error {
 	fs.StringVar(&spec.Result, "result", "succeeded", "succeeded or failed")
 	fs.IntVar(&spec.Orphans, "orphans", 0, "processes the job leaves behind")
 	fs.DurationVar(&spec.IgnoreCancel, "ignore-cancel", 0, "how long the job ignores a cancel")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func jobsList(args []string) error {
 	fs := flag.NewFlagSet("jobs list", flag.ContinueOnError)
 	mk := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func jobsCancel(args []string) error {
 	fs := flag.NewFlagSet("jobs cancel", flag.ContinueOnError)
 	mk := clientFlags(fs)
 	id := fs.Int64("id", 0, "request id")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -322,7 +322,7 @@ func agentsList(args []string) error {
 	mk := clientFlags(fs)
 	pool := fs.String("pool", "", "pool (default: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -352,7 +352,7 @@ func agentsDelete(args []string) error {
 	mk := clientFlags(fs)
 	pool := fs.String("pool", "", "pool")
 	name := fs.String("name", "", "agent name")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -366,7 +366,7 @@ func agentsEnable(args []string, enabled bool) error {
 	mk := clientFlags(fs)
 	pool := fs.String("pool", "", "pool")
 	name := fs.String("name", "", "agent name")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -387,7 +387,7 @@ func faultAdd(args []string) error {
 	fs.DurationVar(&f.RetryAfter, "retry-after", 0, "Retry-After header")
 	fs.BoolVar(&f.Drop, "drop", false, "drop the connection")
 	fs.StringVar(&f.Body, "body", "", "answer body (default the service's JSON error)")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -404,7 +404,7 @@ func faultAdd(args []string) error {
 func faultClear(args []string) error {
 	fs := flag.NewFlagSet("fault clear", flag.ContinueOnError)
 	mk := clientFlags(fs)
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -421,7 +421,7 @@ func update(args []string) error {
 	mk := clientFlags(fs)
 	agent := fs.String("agent", "", "agent name")
 	version := fs.String("version", "", "target version")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -435,7 +435,7 @@ func script(args []string) error {
 	mk := clientFlags(fs)
 	agent := fs.String("agent", "", "agent name")
 	body := fs.String("json", "", `script, e.g. {"exit":2}, {"hang":true}, {"crash":true}, {"crash":"segv"}`)
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -452,7 +452,7 @@ func poolsAdd(args []string) error {
 	fs := flag.NewFlagSet("pools add", flag.ContinueOnError)
 	mk := clientFlags(fs)
 	name := fs.String("name", "", "pool name")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -471,7 +471,7 @@ func tokensAdd(args []string) error {
 	mk := clientFlags(fs)
 	token := fs.String("token", "", "token")
 	scope := fs.String("scope", sim.ScopeManage, "manage or read")
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}
@@ -483,7 +483,7 @@ func tokensAdd(args []string) error {
 func requestLog(args []string) error {
 	fs := flag.NewFlagSet("log", flag.ContinueOnError)
 	mk := clientFlags(fs)
-	c, err := parse(fs, args, mk, nil)
+	c, err := parse(fs, args, mk)
 	if err != nil {
 		return err
 	}

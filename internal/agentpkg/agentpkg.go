@@ -354,7 +354,7 @@ func (o *Options) download(ctx context.Context, pkg Package, newRoot string, own
 	f := newFetcher(ctx, o, pkg.URL)
 	defer f.Close()
 	o.logger().Info("downloading agent package", "version", pkg.Version, "platform", pkg.Platform, "url", pkg.URL)
-	prog := startProgress(o.logger(), o.Progress, o.progressInterval(), pkg.Version, pkg.URL, f.offset.Load, func() int64 { return f.size })
+	prog := startProgress(o.logger(), o.Progress, o.progressInterval(), pkg.Version, pkg.URL, f.offset.Load, f.size.Load)
 	var w io.Writer
 	if tee != nil {
 		w = writerFunc(func(b []byte) (int, error) {

@@ -34,7 +34,7 @@ func TestCacheSharedBetweenProcesses(t *testing.T) {
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
 	url := s.add("p.tar.gz", pkg)
-	s.throttle = 5 * time.Millisecond // slow enough that all three start while the first downloads
+	s.set(func(s *server) { s.throttle = 5 * time.Millisecond }) // slow enough that all three start while the first downloads
 	cache := t.TempDir()
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer

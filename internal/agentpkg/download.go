@@ -39,7 +39,7 @@ type fetcher struct {
 	stall     time.Duration // no byte for this long counts as a dropped connection
 
 	offset   atomic.Int64
-	size     int64 // -1 while unknown
+	size     atomic.Int64 // -1 while unknown; read by the progress reporter
 	validtor string
 	body     io.ReadCloser
 	cancel   context.CancelFunc
@@ -52,10 +52,12 @@ type fetcher struct {
 const maxResumes = 100 // a server that drops every few kilobytes is not a server to wait for
 
 func newFetcher(ctx context.Context, o *Options, url string) *fetcher {
-	return &fetcher{
+	f := &fetcher{
 		ctx: ctx, client: o.httpClient(), url: url, authorize: o.Authorize, log: o.logger(),
-		retries: o.retries(), delay: o.retryDelay(), stall: o.stallTimeout(), size: -1,
+		retries: o.retries(), delay: o.retryDelay(), stall: o.stallTimeout(),
 	}
+	f.size.Store(-1)
+	return f
 }
 
 func (f *fetcher) Read(p []byte) (int, error) {
@@ -72,7 +74,7 @@ func (f *fetcher) Read(p []byte) (int, error) {
 			f.progress = true
 		}
 		off := f.offset.Load()
-		if err == io.EOF && (f.size < 0 || off >= f.size) {
+		if err == io.EOF && (f.size.Load() < 0 || off >= f.size.Load()) {
 			return n, io.EOF
 		}
 		if err == nil {
@@ -86,7 +88,7 @@ func (f *fetcher) Read(p []byte) (int, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		f.closeBody()
-		if ferr := f.failed(fmt.Errorf("connection lost after %d of %s bytes: %w", off, sizeText(f.size), err)); ferr != nil {
+		if ferr := f.failed(fmt.Errorf("connection lost after %d of %s bytes: %w", off, sizeText(f.size.Load()), err)); ferr != nil {
 			return n, ferr
 		}
 		if n > 0 {
@@ -104,7 +106,7 @@ func (f *fetcher) failed(err error) error {
 	f.failures++
 	f.resumes++
 	if f.failures > f.retries || f.resumes > maxResumes {
-		return &downloadError{fmt.Errorf("%w (gave up after %d attempts, %d of %s bytes received)", err, f.resumes, f.offset.Load(), sizeText(f.size))}
+		return &downloadError{fmt.Errorf("%w (gave up after %d attempts, %d of %s bytes received)", err, f.resumes, f.offset.Load(), sizeText(f.size.Load()))}
 	}
 	d := min(f.delay<<min(f.failures-1, 10), 10*time.Second)
 	f.log.Warn("agent package download interrupted, retrying", "url", f.url, "offset", f.offset.Load(),
@@ -183,7 +185,7 @@ func (f *fetcher) try() error {
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK && off == 0:
-		f.size = resp.ContentLength
+		f.size.Store(resp.ContentLength)
 		if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
 			f.validtor = et
 		} else {
@@ -195,7 +197,7 @@ func (f *fetcher) try() error {
 			return fail(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", f.url, off, resp.Header.Get("Content-Range")))
 		}
 		if total >= 0 {
-			f.size = total
+			f.size.Store(total)
 		}
 		f.log.Info("resuming agent package download", "url", f.url, "offset", off)
 	case resp.StatusCode == http.StatusOK && off > 0:
@@ -206,7 +208,7 @@ func (f *fetcher) try() error {
 		if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
 			return fail(fmt.Errorf("GET %s: skip %d bytes already received: %w", f.url, off, err))
 		}
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && f.size >= 0 && off >= f.size:
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && f.size.Load() >= 0 && off >= f.size.Load():
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(""))
 	default:

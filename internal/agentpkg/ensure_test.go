@@ -22,9 +22,7 @@ func TestEnsureUsesInstalledPackageWithoutNetwork(t *testing.T) {
 	if _, err := Install(context.Background(), o, url, sha(pkg)); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	s.noHit = true
-	s.mu.Unlock()
+	s.set(func(s *server) { s.noHit = true })
 	for _, pin := range []string{"", "4.261.0", "4.261"} {
 		o.Version = pin
 		start := time.Now()

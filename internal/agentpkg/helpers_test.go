@@ -351,3 +351,10 @@ func (l failLister) Packages(context.Context, string, int) ([]Package, error) {
 	l.t.Error("the server was asked for packages although one is installed")
 	return nil, errors.New("no")
 }
+
+// set changes the server's behaviour under its lock (handlers run on other goroutines).
+func (s *server) set(f func(*server)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}

@@ -90,9 +90,7 @@ func TestInstallWithoutHashLogsAndStaysAtomic(t *testing.T) {
 	assertInstalled(t, dir, "4.261.0")
 
 	// Same version again: kept, no download.
-	s.mu.Lock()
-	s.noHit = true
-	s.mu.Unlock()
+	s.set(func(s *server) { s.noHit = true })
 	if _, err := Install(context.Background(), o, url, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +166,7 @@ func TestResumeAfterDroppedConnection(t *testing.T) {
 	if len(pkg) < 2*cut {
 		t.Fatalf("package too small: %d", len(pkg))
 	}
-	s.dropOnce = cut
+	s.set(func(s *server) { s.dropOnce = cut })
 	dir := t.TempDir()
 	o, rec := testOptions(t, dir)
 	o.Version = "4.261.0"
@@ -195,7 +193,7 @@ func TestResumeAfterStall(t *testing.T) {
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
 	url := s.add("p.tar.gz", pkg)
-	s.stallAt = 50_000
+	s.set(func(s *server) { s.stallAt = 50_000 })
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
 	o.Version = "4.261.0"
@@ -215,9 +213,9 @@ func TestResumeWithoutValidatorSkipsReceivedBytes(t *testing.T) {
 	// received are skipped; the hash proves the result.
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
-	s.noETag = true
+	s.set(func(s *server) { s.noETag = true })
 	url := s.add("p.tar.gz", pkg)
-	s.dropOnce = 70_000
+	s.set(func(s *server) { s.dropOnce = 70_000 })
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
 	o.Version = "4.261.0"
@@ -231,7 +229,7 @@ func TestTruncatedDownloadGivesUp(t *testing.T) {
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
 	url := s.add("p.tar.gz", pkg)
-	s.dropAt = 60_000 // every response ends there: no progress after the first
+	s.set(func(s *server) { s.dropAt = 60_000 }) // every response ends there: no progress after the first
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
 	o.Version = "4.261.0"
@@ -277,7 +275,7 @@ func TestCancelAbortsDownloadPromptly(t *testing.T) {
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
 	url := s.add("p.tar.gz", pkg)
-	s.stallAt = 30_000
+	s.set(func(s *server) { s.stallAt = 30_000 })
 	dir := t.TempDir()
 	o, _ := testOptions(t, dir)
 	o.Version = "4.261.0"
@@ -304,7 +302,7 @@ func TestProgressIsReported(t *testing.T) {
 	s := newServer(t)
 	pkg := buildTarGz(t, agentEntries("4.261.0"))
 	url := s.add("p.tar.gz", pkg)
-	s.throttle = 3 * time.Millisecond // ~16 KiB per write: a few hundred ms in all
+	s.set(func(s *server) { s.throttle = 3 * time.Millisecond }) // ~16 KiB per write: a few hundred ms in all
 	dir := t.TempDir()
 	o, rec := testOptions(t, dir)
 	o.Version = "4.261.0"

@@ -103,9 +103,7 @@ func TestReadOnlyTarget(t *testing.T) {
 	if err := syscall.Mount("", mnt, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	s.noHit = true
-	s.mu.Unlock()
+	s.set(func(s *server) { s.noHit = true })
 	o.Version = ""
 	if _, err := Ensure(context.Background(), o, failLister{t}); err != nil {
 		t.Fatal(err)

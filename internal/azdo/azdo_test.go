@@ -2,6 +2,7 @@ package azdo_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -366,4 +367,23 @@ func TestNotAzureDevOps(t *testing.T) {
 	c, _ := azdo.New(context.Background(), azdo.Options{URL: srv.URL + "/org", Auth: pat("x")})
 	_, err := c.Pool(context.Background(), "Default")
 	wantErr(t, err, exit.Usage, "AZP_URL", "did not answer like Azure DevOps")
+}
+
+func TestDeleteAgentInUse(t *testing.T) {
+	ctx := context.Background()
+	s := startSim(t, sim.Options{})
+	c := client(t, s, pat(managePAT))
+	s.SeedAgents("Default", 1, "offline", time.Now(), "busy-")
+	a, err := c.Agent(ctx, 1, "busy-0")
+	if err != nil || a == nil {
+		t.Fatal(a, err)
+	}
+	s.Fault(sim.FaultSpec{Method: "DELETE", PathRegexp: "/agents/", Status: 400, Body: sim.AgentInUseBody("busy-0"), Count: 1})
+	err = c.DeleteAgent(ctx, 1, a.ID)
+	if !errors.Is(err, azdo.ErrAgentInUse) || exit.Code(err) != exit.Failure || !strings.Contains(err.Error(), "busy-0") {
+		t.Fatalf("%v", err)
+	}
+	if err := c.DeleteAgent(ctx, 1, a.ID); err != nil {
+		t.Fatal(err)
+	}
 }

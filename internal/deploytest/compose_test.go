@@ -224,7 +224,7 @@ func TestComposeDemo(t *testing.T) {
 	}
 	for _, port := range sim.Ports {
 		if port.HostIP != "127.0.0.1" {
-			t.Errorf("azp-sim publishes %s on %q: bind it to 127.0.0.1", port.Target, port.HostIP)
+			t.Errorf("azp-sim publishes %d on %q: bind it to 127.0.0.1", port.Target, port.HostIP)
 		}
 	}
 }

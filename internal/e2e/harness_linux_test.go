@@ -154,11 +154,16 @@ type run struct {
 	started  time.Time
 }
 
-func (in *instance) start(args ...string) *run {
+func (in *instance) start(args ...string) *run { return in.startWith(nil, args...) }
+
+// startWith runs the entrypoint through a wrapper that execs it (e.g. setpriv), so it stays PID 1.
+func (in *instance) startWith(wrapper []string, args ...string) *run {
 	t := in.h.t
 	t.Helper()
 	// --kill-child: if the test dies, the namespace's PID 1 dies with unshare, and with it the rest.
-	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", bins.entrypoint}, args...)...)
+	argv := append([]string{"--pid", "--fork", "--mount-proc", "--kill-child"}, wrapper...)
+	argv = append(append(argv, bins.entrypoint), args...)
+	cmd := exec.Command("unshare", argv...)
 	for k, v := range in.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

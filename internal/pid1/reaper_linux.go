@@ -79,6 +79,13 @@ func Setup(log *slog.Logger) (*Reaper, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Jobs may run as the same uid as the entrypoint (a non-root container user). Non-dumpable,
+	// /proc/<pid>/environ and /proc/<pid>/mem of this process are root's, and ptrace is refused, so
+	// a job cannot read the token or the task role's URI out of PID 1. exec resets the flag, so
+	// children are unaffected.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Warn("cannot mark the entrypoint non-dumpable", "err", err)
+	}
 	if changed, err := BecomeSubreaper(); err != nil {
 		log.Warn("cannot become a child subreaper; orphaned job processes will be reaped by PID 1 instead", "err", err)
 	} else if changed {

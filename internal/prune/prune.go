@@ -38,7 +38,6 @@ type Options struct {
 	Now         func() time.Time
 	Out         io.Writer // dry-run list and summary line; nil: none
 	Logger      *slog.Logger
-	PoolName    string // for messages
 }
 
 // DefaultOfflineFor is the contract's default for --offline-for.

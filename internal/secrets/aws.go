@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -168,14 +169,21 @@ func FetchSecret(ctx context.Context) config.SecretFetcher {
 
 // FetchSecretWith is FetchSecret with options.
 func FetchSecretWith(o SecretsManagerOptions) config.SecretFetcher {
-	var sm *SecretsManager
+	var (
+		mu sync.Mutex
+		sm *SecretsManager
+	)
 	return func(ctx context.Context, id string) (string, error) {
+		mu.Lock()
 		if sm == nil {
 			var err error
 			if sm, err = NewSecretsManager(ctx, o); err != nil {
+				mu.Unlock()
 				return "", err
 			}
 		}
-		return sm.Fetch(ctx, id)
+		m := sm
+		mu.Unlock()
+		return m.Fetch(ctx, id)
 	}
 }

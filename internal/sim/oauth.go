@@ -57,7 +57,7 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		a := s.agentByCID[cid]
-		if a == nil || a.deleted {
+		if a == nil {
 			return nil, fmt.Errorf("no agent has client id %s", cid)
 		}
 		if a.pubKey == nil {
@@ -83,7 +83,7 @@ func (s *Server) handleOAuthToken(w http.ResponseWriter, r *http.Request) {
 	_, _ = rand.Read(b[:])
 	tok := "simagent-" + hex.EncodeToString(b[:])
 	s.mu.Lock()
-	if found.deleted || found.keyGen != gen {
+	if found.keyGen != gen {
 		s.mu.Unlock()
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "VS30063: the agent was replaced or deleted")
 		return

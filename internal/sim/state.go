@@ -268,7 +268,8 @@ func (s *Server) removeAgent(a *agent, now time.Time) {
 		}
 	}
 	delete(s.agentByID, a.id)
-	delete(s.agentByCID, a.clientID)
+	// The agent's OAuth client outlives it, as on the service: a listener of a deleted agent still
+	// gets a token and then learns from the session call that the agent is gone (MissingAgent).
 	if a.assigned != nil {
 		s.finishRequest(a.assigned, "abandoned", now)
 	}

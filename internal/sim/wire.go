@@ -93,7 +93,7 @@ func (s *Server) authenticate(r *http.Request) *principal {
 		tok := strings.TrimSpace(h[7:])
 		if at, ok := s.agentToks[tok]; ok {
 			a := at.agent
-			if a.deleted || at.gen != a.keyGen || s.now().After(at.expires) {
+			if at.gen != a.keyGen || s.now().After(at.expires) {
 				return nil
 			}
 			return &principal{kind: "agent", agent: a, name: "Agent: " + a.name}

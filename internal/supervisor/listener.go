@@ -61,7 +61,7 @@ func classifyFailure(lines []string) outcome {
 		switch {
 		case strings.Contains(l, "SessionConflict") || strings.Contains(l, "session for this agent already exists"):
 			return outSessionConflict
-		case strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound") || strings.Contains(l, "agent could not be found"):
+		case strings.Contains(l, "no longer exists on the server") || strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound"):
 			return outMissingAgent
 		}
 	}

@@ -728,9 +728,12 @@ func (sv *supervisor) stopListener(c *child) error {
 			case <-st.forced:
 				t.Reset(max(0, time.Until(minTime(wait, time.Now().Add(forcedGrace)))))
 			case <-t.C:
-				// c. The budget is spent: end the listener and what it runs, each by PID.
+				// c. The budget is spent: kill the listener, by its PID alone. Whatever it still
+				// runs dies with the container when PID 1 exits.
 				sv.log.Warn("the listener did not stop in time; killing it", "pid", c.proc.Pid)
-				c.proc.KillTree()
+				if err := c.proc.Signal(unix.SIGKILL); err != nil {
+					sv.log.Warn("kill the listener", "err", err)
+				}
 				select {
 				case <-c.proc.Done():
 				case <-time.After(2 * time.Second):

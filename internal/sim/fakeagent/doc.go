@@ -5,8 +5,9 @@
 //
 // It is a test double for the simulator and the end-to-end tests. It is never shipped in the product
 // image, and the product binary must never import it. It must behave like the real agent where the
-// reference (/work/shared/reference/azure-pipelines-agent.md) says how, even where that is awkward for
-// a supervisor: the point is to catch supervisors that rely on friendlier behaviour.
+// behavioural reference (azure-pipelines-agent.md in the project's reference notes) says how, even
+// where that is awkward for a supervisor: the point is to catch supervisors that rely on friendlier
+// behaviour.
 //
 // Entry points: ListenerMain (Agent.Listener), WorkerMain (Agent.Worker), UpdaterMain (the detached
 // updater) and OrphanMain (processes a job leaves behind). Test knobs are environment variables

@@ -259,9 +259,23 @@ func (l *listener) scriptedRun() (int, bool) {
 	return code, true
 }
 
-// hang stops doing anything and ignores the stop signals: only SIGKILL ends it.
+// abortJob cancels a running job, waits for its worker and reports it, before an exit.
+func (l *listener) abortJob() {
+	if l.job == nil {
+		return
+	}
+	l.job.cancel(true)
+	l.complete(<-l.jobDone)
+	l.job = nil
+}
+
+// hang stops doing anything (no more polls, so the agent goes offline) and ignores the stop
+// signals: only SIGKILL ends it.
 func (l *listener) hang() {
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM)
+	if l.stopPoll != nil {
+		l.stopPoll()
+	}
 	l.out.tracef("hanging")
 	for {
 		time.Sleep(time.Hour)
@@ -454,10 +468,7 @@ func (l *listener) loop(ctx context.Context) int {
 			l.job.cancel(true) // JobDispatcher.ShutdownAsync: no time limit on the worker
 		case ev := <-events:
 			if ev.msg == nil {
-				if l.job != nil {
-					l.job.cancel(true)
-					<-l.jobDone
-				}
+				l.abortJob()
 				return l.finish(ev.exit)
 			}
 			if code := l.handle(ev.msg); code >= 0 {
@@ -535,10 +546,7 @@ func (l *listener) handle(m *agentMessage) int {
 		}
 		if v, ok := s["exit"].(float64); ok {
 			l.out.errorf("An error occurred: scripted exit %d", int(v))
-			if l.job != nil {
-				l.job.cancel(true)
-				<-l.jobDone
-			}
+			l.abortJob()
 			return l.finish(int(v))
 		}
 	default:

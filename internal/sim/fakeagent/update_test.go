@@ -119,6 +119,11 @@ func TestSelfUpdate(t *testing.T) {
 		t.Fatalf("updater did not relaunch the agent:\n%s", log)
 	}
 	bash, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() { // on failure: end the relaunched agent, which this test caused
+		for _, c := range children(bash) {
+			syscall.Kill(c, syscall.SIGKILL)
+		}
+	})
 	// The relaunched listener writes to the inherited stdout: our output file.
 	p.waitLaterOutput(fakeagent.MsgListening, 2, 15*time.Second)
 	var relaunched int

@@ -1,0 +1,203 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/ecs/ecstest"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets/smtest"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
+)
+
+// On ECS: the name comes from task metadata, the token from Secrets Manager through the task
+// role, scale-in protection is held during a job and released after it, and the listener gets
+// neither the token nor the task role's credential variables.
+func TestECSTaskWithSecretsManager(t *testing.T) {
+	h := newHarness(t)
+	task := ecstest.New(ecstest.Options{ContainerName: "agent"})
+	t.Cleanup(task.Close)
+	sm := smtest.New()
+	t.Cleanup(sm.Close)
+	env := task.Env()
+	sm.AddCredentials(aws.Credentials{AccessKeyID: "ASIAECSTESTFAKEKEY01", SecretAccessKey: "ecstest/fake/secret/access/key/000000000"})
+	secret, _ := json.Marshal(map[string]string{"AZP_TOKEN": h.token, "AZP_POOL": "Default"})
+	sm.PutSecret("azp-agent", string(secret))
+
+	in := h.instance("unused")
+	delete(in.env, "AZP_TOKEN")
+	delete(in.env, "AZP_POOL")
+	delete(in.env, "AZP_AGENT_NAME")
+	in.env["AZP_AGENT_NAME_PREFIX"] = "ecs-"
+	in.env["AZP_SECRET_ID"] = smtest.ARN("azp-agent")
+	in.env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = sm.URL()
+	for k, v := range env {
+		in.env[k] = v
+	}
+	in.name = "ecs-" + task.TaskID() + "-agent"
+
+	r := in.start()
+	in.waitOnline(30 * time.Second)
+	id := h.queue(sim.JobSpec{Name: "protected", Duration: 2 * time.Second})
+	h.waitRequest(id, 10*time.Second, running)
+	r.waitLog("Running job", 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for !task.Protected() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !task.Protected() {
+		t.Fatal("no scale-in protection while the job runs")
+	}
+	ls := in.listeners()
+	if len(ls) != 1 {
+		t.Fatalf("%d listeners", len(ls))
+	}
+	environ, _ := os.ReadFile("/proc/" + itoa(ls[0]) + "/environ")
+	for _, kv := range strings.Split(string(environ), "\x00") {
+		if strings.HasPrefix(kv, "AWS_CONTAINER_") || strings.HasPrefix(kv, "AZP_") || strings.Contains(kv, h.token) {
+			t.Fatalf("listener environment holds %q", strings.SplitN(kv, "=", 2)[0])
+		}
+	}
+	h.waitRequest(id, 15*time.Second, finished)
+	deadline = time.Now().Add(5 * time.Second)
+	for task.Protected() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	changes := task.ProtectionChanges()
+	if len(changes) < 2 || !changes[0].Enabled || changes[len(changes)-1].Enabled {
+		t.Fatalf("protection changes %+v, want on during the job and off after", changes)
+	}
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	in.assertRegistered(false)
+	// The secret was read at start and again for the deregistration.
+	if n := len(sm.Calls()); n < 2 {
+		t.Fatalf("%d Secrets Manager calls, want the start and the deregistration", n)
+	}
+}
+
+// Two entrypoints share one work volume: each leases its own slot, and both run side by side.
+func TestSharedWorkVolume(t *testing.T) {
+	h := newHarness(t)
+	shared := filepath.Join(h.root, "shared-work")
+	var runs []*run
+	var ins []*instance
+	for _, name := range []string{"e2e-shared-a", "e2e-shared-b"} {
+		in := h.instance(name)
+		in.env["AZP_WORK"] = shared
+		in.env["AZP_WORK_SHARED"] = "true"
+		ins = append(ins, in)
+		runs = append(runs, in.start())
+	}
+	folders := map[string]bool{}
+	for _, in := range ins {
+		in.waitOnline(40 * time.Second)
+		data, err := os.ReadFile(filepath.Join(in.agentDir, ".agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct{ WorkFolder string }
+		json.Unmarshal([]byte(strings.TrimPrefix(string(data), "\ufeff")), &cfg)
+		if filepath.Dir(cfg.WorkFolder) != shared || !strings.HasPrefix(filepath.Base(cfg.WorkFolder), "slot-") {
+			t.Fatalf("%s works in %q, want a slot of %s", in.name, cfg.WorkFolder, shared)
+		}
+		folders[cfg.WorkFolder] = true
+	}
+	if len(folders) != 2 {
+		t.Fatalf("the agents share a work folder: %v", folders)
+	}
+	for i, r := range runs {
+		r.signal(syscall.SIGTERM)
+		if code := r.wait(15 * time.Second); code != 0 {
+			t.Fatalf("%s exit code %d", ins[i].name, code)
+		}
+	}
+}
+
+// A stop while the agent is being configured aborts it and removes whatever was registered.
+func TestStopDuringConfigure(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-stop-configure")
+	// The configure's connection test (after the agent is added) hangs.
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "POST", PathRegexp: "/_sim/oauth2/token", Delay: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	r := in.start()
+	r.waitLog("configuring the agent", 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.sim.WaitAgent(ctx, "Default", in.name, func(a sim.AgentView) bool { return a.ID != 0 }); err != nil {
+		t.Fatalf("the agent was never added: %v", err)
+	}
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	code := r.wait(10 * time.Second)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("stop took %s, want within 5s", took)
+	}
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	in.assertRegistered(false)
+}
+
+// The server deleted the agent behind our back: the listener reports MissingAgent, the entrypoint
+// configures it again once and carries on.
+func TestMissingAgentReconfigures(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-missing")
+	r := in.start()
+	before := in.waitOnline(30 * time.Second)
+	// The listener's next session attempt finds no agent (as after a deletion in the portal).
+	if err := h.sim.DeleteAgent("Default", in.name); err != nil {
+		t.Fatal(err)
+	}
+	r.waitLog("configuring it again", 60*time.Second)
+	after := in.waitOnline(30 * time.Second)
+	if after.ID == before.ID {
+		t.Fatalf("expected a new registration after the deletion")
+	}
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	in.assertRegistered(false)
+}
+
+// A non-root entrypoint (the ECS task's `user`) works, and a job running as the same uid cannot
+// read the entrypoint's environment, where the token is.
+func TestNonRootEntrypoint(t *testing.T) {
+	h := newHarness(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	in := h.instance("e2e-non-root")
+	for _, d := range []string{filepath.Dir(in.agentDir), in.agentDir, in.stateDir} {
+		os.MkdirAll(d, 0o755)
+		os.Chown(d, 4321, 4321)
+	}
+	r := in.startWith([]string{"setpriv", "--reuid", "4321", "--regid", "4321", "--clear-groups", "--"})
+	in.waitOnline(30 * time.Second)
+	pid := r.pid()
+	// pid is setpriv's, which exec'd the entrypoint in place.
+	read := exec.Command("setpriv", "--reuid", "4321", "--regid", "4321", "--clear-groups", "cat", "/proc/"+itoa(pid)+"/environ")
+	out, err := read.CombinedOutput()
+	if err == nil || strings.Contains(string(out), h.token) {
+		t.Fatalf("a process of the same uid read the entrypoint's environment (err %v)", err)
+	}
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	in.assertRegistered(false)
+}
