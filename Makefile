@@ -10,7 +10,7 @@ TOOLS        := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS):$(PATH)
 
 STATICCHECK_VERSION ?= v0.8.2
-TFLINT_VERSION      ?= v0.59.1
+TFLINT_VERSION      ?= v0.55.1
 TFSEC_VERSION       ?= v1.28.14
 
 .PHONY: all build build-native test lint bench demo tools clean

@@ -9,9 +9,13 @@ work="$(mktemp -d /tmp/azp-demo.XXXXXX)"
 chmod 755 "$work"
 sim_pid=""
 ep_pid=""
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
-  [ -n "$ep_pid" ] && kill -KILL "$ep_pid" 2>/dev/null || true
-  [ -n "$sim_pid" ] && kill -TERM "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null || true
+  if [ -n "$ep_pid" ]; then kill -KILL "$ep_pid" 2>/dev/null || true; fi
+  if [ -n "$sim_pid" ]; then
+    kill -TERM "$sim_pid" 2>/dev/null || true
+    wait "$sim_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

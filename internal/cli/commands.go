@@ -134,4 +134,3 @@ func healthCommand(_ context.Context, s *streams, args []string) error {
 	fmt.Fprintf(s.out, "healthy: agent %s is %s since %s\n", st.Agent, st.Phase, st.Since.Format(time.RFC3339))
 	return nil
 }
-

@@ -100,7 +100,7 @@ func getToken(ctx context.Context, cred azcore.TokenCredential, c Credential, au
 	}
 	who := fmt.Sprintf("service principal AZP_CLIENTID = %q in tenant AZP_TENANTID = %q", c.ClientID, c.TenantID)
 	if ctx.Err() != nil {
-		return "", time.Time{}, exit.Runtime(fmt.Errorf("Entra ID token for %s: %w", who, ctx.Err()))
+		return "", time.Time{}, exit.Runtime(fmt.Errorf("get an Entra ID token for %s: %w", who, ctx.Err()))
 	}
 	var afe *azidentity.AuthenticationFailedError
 	if errors.As(err, &afe) && afe.RawResponse != nil && afe.RawResponse.StatusCode >= 400 && afe.RawResponse.StatusCode < 500 && afe.RawResponse.StatusCode != http.StatusTooManyRequests {
@@ -117,9 +117,9 @@ func getToken(ctx context.Context, cred azcore.TokenCredential, c Credential, au
 		case strings.HasPrefix(reason, "AADSTS90002"):
 			fix = "no such tenant: check AZP_TENANTID"
 		}
-		return "", time.Time{}, exit.Auth(fmt.Errorf("Entra ID (%s) rejected the %s: %s (%s)", host, who, reason, fix))
+		return "", time.Time{}, exit.Auth(fmt.Errorf("the Entra ID authority %s rejected the %s: %s (%s)", host, who, reason, fix))
 	}
-	return "", time.Time{}, exit.Runtime(fmt.Errorf("Entra ID token for %s from %s: %w (check the network route to the authority host and AZURE_AUTHORITY_HOST)", who, host, err))
+	return "", time.Time{}, exit.Runtime(fmt.Errorf("get an Entra ID token for %s from %s: %w (check the network route to the authority host and AZURE_AUTHORITY_HOST)", who, host, err))
 }
 
 // EntraToken obtains an Azure DevOps access token for a service principal (no caching).

@@ -83,12 +83,6 @@ func (w *stateWriter) set(f func(*State)) error {
 
 func (w *stateWriter) phase(p Phase) { _ = w.set(func(s *State) { s.Phase = p }) }
 
-func (w *stateWriter) current() State {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.state
-}
-
 // Health answers the health check from the state directory: nil while the entrypoint that wrote
 // the state is alive and its listener is connected or runs a job.
 func Health(dir string) (State, error) {

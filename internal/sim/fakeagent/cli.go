@@ -32,12 +32,6 @@ var knownValues = map[string]bool{
 	"agentdirectory": true, "pipeline": true,
 }
 
-// Options whose values are secrets: never printed, never written to the diag log.
-var secretOptions = map[string]bool{
-	"token": true, "password": true, "clientsecret": true, "proxypassword": true,
-	"sslclientcertpassword": true, "windowslogonpassword": true,
-}
-
 const inputPrefix = "VSTS_AGENT_INPUT_"
 
 // command is a parsed command line plus the VSTS_AGENT_INPUT_* values taken from the environment.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"fmt"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -96,7 +95,7 @@ func configure(cmd *command, root *agentRoot, out *output) int {
 	if !ok {
 		return ExitTerminatedError
 	}
-	out.line(fmt.Sprintf("Connecting to server ..."))
+	out.line("Connecting to server ...")
 	conn := newConnection(serverURL, authz, tlsCfg)
 	if err := connectionData(ctx, conn); err != nil {
 		out.errorf("An error occurred: %s", describe(err, serverURL))
