@@ -12,7 +12,10 @@
 // The marker is removed before anything of an older package is replaced and written only after
 // every entry is in place, so a half-written tree is never taken for an installed package. The
 // agent's self-update later replaces bin with a symlink bin -> bin.<version>; Marker.Current
-// reports that version.
+// reports that version, and a pin (AZP_AGENT_VERSION) is compared with it. Entries the agent
+// writes later (.agent, .credentials, _work, _diag) are never touched; top-level entries of an
+// older package that the new one lacks are left in place. One installer at a time per agent
+// directory: an install removes leftovers of interrupted ones.
 //
 // Layout of the shared cache (AZP_AGENT_CACHE):
 //

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 )
@@ -25,13 +24,10 @@ func TestEnsureUsesInstalledPackageWithoutNetwork(t *testing.T) {
 	s.set(func(s *server) { s.noHit = true })
 	for _, pin := range []string{"", "4.261.0", "4.261"} {
 		o.Version = pin
-		start := time.Now()
+		// failLister and noHit fail the test on any network use; the reuse time is measured in bench/.
 		m, err := Ensure(context.Background(), o, failLister{t})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if d := time.Since(start); d > 50*time.Millisecond {
-			t.Errorf("pin %q: reuse took %v, want < 50 ms", pin, d)
 		}
 		if m.Version != "4.261.0" {
 			t.Errorf("pin %q: %+v", pin, m)
