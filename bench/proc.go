@@ -49,6 +49,7 @@ type proc struct {
 	cmd   *exec.Cmd
 	out   *syncBuffer
 	start time.Time // just before fork/exec
+	end   time.Time // when the exit was seen
 	done  chan struct{}
 	code  int
 }
@@ -64,6 +65,7 @@ func startProc(name, dir string, env []string, argv ...string) (*proc, error) {
 	}
 	go func() {
 		cmd.Wait()
+		p.end = time.Now()
 		p.code = cmd.ProcessState.ExitCode()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			p.code = 128 + int(ws.Signal())
@@ -118,7 +120,7 @@ func runProc(name, dir string, env []string, timeout time.Duration, argv ...stri
 		p.kill()
 		return 0, p, fmt.Errorf("%s did not finish within %s:\n%s", name, timeout, p.tail(20))
 	}
-	d := time.Since(p.start)
+	d := p.end.Sub(p.start)
 	if p.code != 0 {
 		return d, p, fmt.Errorf("%s exited %d:\n%s", name, p.code, p.tail(20))
 	}

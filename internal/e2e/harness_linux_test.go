@@ -162,7 +162,11 @@ func (in *instance) startWith(wrapper []string, args ...string) *run {
 	t.Helper()
 	// --kill-child: if the test dies, the namespace's PID 1 dies with unshare, and with it the rest.
 	argv := append([]string{"--pid", "--fork", "--mount-proc", "--kill-child"}, wrapper...)
-	argv = append(append(argv, bins.entrypoint), args...)
+	// A `sh -c` wrapper names the entrypoint in its script; other wrappers (setpriv) exec it.
+	if len(wrapper) == 0 || wrapper[0] != "sh" {
+		argv = append(argv, bins.entrypoint)
+	}
+	argv = append(argv, args...)
 	cmd := exec.Command("unshare", argv...)
 	for k, v := range in.env {
 		cmd.Env = append(cmd.Env, k+"="+v)

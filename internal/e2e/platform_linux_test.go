@@ -201,3 +201,67 @@ func TestNonRootEntrypoint(t *testing.T) {
 	}
 	in.assertRegistered(false)
 }
+
+// AZP_DEREGISTER=false keeps the registration across restarts: the second start reuses the
+// configuration (no configure), enables the agent again and keeps its ID.
+func TestKeepRegistration(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-keep")
+	in.env["AZP_DEREGISTER"] = "false"
+	r := in.start()
+	before := in.waitOnline(30 * time.Second)
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	kept, ok := h.sim.Agent("Default", in.name)
+	if !ok || kept.ID != before.ID || kept.Enabled {
+		t.Fatalf("after the stop: %+v (registered %v), want the same agent, disabled while stopped", kept, ok)
+	}
+	r2 := in.start()
+	r2.waitLog("reusing the agent's configuration", 30*time.Second)
+	after := in.waitOnline(30 * time.Second)
+	if after.ID != before.ID || !after.Enabled {
+		t.Fatalf("after the restart: %+v, want agent %d enabled", after, before.ID)
+	}
+	if n := r2.countLogs("configuring the agent"); n != 0 {
+		t.Fatal("the agent was configured again")
+	}
+	r2.signal(syscall.SIGTERM)
+	if code := r2.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+}
+
+// Started as root in an image with an `agent` user, the listener runs as `agent` with that user's
+// groups (AZP_RUN_AS unset), never with root's.
+func TestDefaultAgentUser(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-agent-user")
+	etc := filepath.Join(h.root, "etc")
+	os.MkdirAll(etc, 0o755)
+	os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nagent:x:4321:4322:agent:/home/agent:/bin/bash\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nagent:x:4322:\ndocker:x:4323:agent\nwheel:x:10:root\n"), 0o644)
+	// PID 1 is a shell that bind-mounts the image's user database and execs the entrypoint.
+	script := "mount --bind " + etc + "/passwd /etc/passwd && mount --bind " + etc + "/group /etc/group && exec " + bins.entrypoint
+	r := in.startWith([]string{"sh", "-c", script, "--"})
+	in.waitOnline(30 * time.Second)
+	ls := in.listeners()
+	if len(ls) != 1 {
+		t.Fatalf("%d listeners", len(ls))
+	}
+	status, _ := os.ReadFile("/proc/" + itoa(ls[0]) + "/status")
+	want := map[string]string{"Uid:": "4321 4321 4321 4321", "Gid:": "4322 4322 4322 4322", "Groups:": "4322 4323"}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && want[f[0]] != "" {
+			if got := strings.Join(f[1:], " "); got != want[f[0]] {
+				t.Errorf("listener %s %s, want %s", f[0], got, want[f[0]])
+			}
+		}
+	}
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+}

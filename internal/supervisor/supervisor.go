@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -132,6 +133,7 @@ func (sv *supervisor) setup(ctx context.Context) error {
 	if err := sv.resolveUser(); err != nil {
 		return err
 	}
+	sv.warnReadableTokenFile()
 	sv.resolveECS(ctx)
 	sv.log.Info("starting", "agent", sv.name, "pool", s.Pool, "url", s.URL, "once", s.Once, "stop_timeout", s.StopTimeout.String())
 
@@ -197,6 +199,35 @@ func (sv *supervisor) resolveUser() error {
 	}
 	sv.user = &u
 	return nil
+}
+
+// warnReadableTokenFile says when jobs could read AZP_TOKEN_FILE: they run as the agent's user.
+func (sv *supervisor) warnReadableTokenFile() {
+	if sv.s.TokenSource != config.TokenFile {
+		return
+	}
+	if sv.user == nil {
+		if os.Geteuid() != 0 {
+			sv.log.Warn("jobs run as the entrypoint's own user and can read AZP_TOKEN_FILE; start the container as root (the agent then runs as AZP_RUN_AS) or use AZP_SECRET_ID", "path", sv.s.TokenFile)
+		}
+		return
+	}
+	st, err := os.Stat(sv.s.TokenFile)
+	if err != nil {
+		return
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	mode := st.Mode().Perm()
+	inGroup := false
+	for _, g := range append([]uint32{uint32(sv.user.GID)}, sv.user.Groups...) {
+		inGroup = inGroup || g == sys.Gid
+	}
+	if mode&0o004 != 0 || (sys.Uid == uint32(sv.user.UID) && mode&0o400 != 0) || (inGroup && mode&0o040 != 0) {
+		sv.log.Warn("AZP_TOKEN_FILE is readable by the agent's user, so jobs can read the token; make it root's with mode 0600", "path", sv.s.TokenFile, "mode", mode.String(), "agent_user", sv.user.Name)
+	}
 }
 
 // resolveECS reads task metadata when running on ECS: the default agent name and task protection.

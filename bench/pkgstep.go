@@ -1,0 +1,143 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/agentpkg"
+)
+
+// pkgStep is figure 6.
+type pkgStep struct {
+	curlTar, install, gunzip, download    series // cold: fresh directory each time
+	reuseCmd, reuseEnsure, reuseInstalled series // package already installed
+	errs                                  []string
+	files                                 int   // regular files in the extracted package
+	extracted                             int64 // their total size
+}
+
+func (b *bench) installArgv(dir string) []string {
+	return []string{b.ep, "install", "--url", b.pkgURL, "--sha256", b.pkg.SHA256, "--version", b.pkg.Version, "--platform", platform, "--dir", dir}
+}
+
+// packageStep times, in the same run and alternating their order, the start.sh way of installing
+// the package (curl | tar -xz), `azp-entrypoint install` into an empty directory, and gzip -dc of
+// the same file (the lower bound for one gzip stream); then the reuse of an installed package.
+func (b *bench) packageStep() pkgStep {
+	var st pkgStep
+	fail := func(what string, err error) {
+		st.errs = append(st.errs, fmt.Sprintf("%s: %v", what, err))
+		b.progress("  %s: FAILED: %v", what, err)
+	}
+	ops := []struct {
+		name string
+		run  func(i int) (time.Duration, error)
+		into *series
+	}{
+		{"curl | tar -xz", func(i int) (time.Duration, error) {
+			dir := filepath.Join(b.tmp, "pkg", fmt.Sprintf("curltar-%d", i))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return 0, err
+			}
+			// pipefail only makes a failure visible here; start.sh itself has none.
+			d, _, err := runProc("curl | tar -xz", dir, b.baseEnv(), 5*time.Minute, "bash", "-c", `set -o pipefail; curl -sS "$1" | tar -xz`, "curltar", b.pkgURL)
+			if err == nil && st.files == 0 {
+				st.files, st.extracted = countTree(dir)
+			}
+			b.removeAll(dir)
+			return d, err
+		}, &st.curlTar},
+		{"azp-entrypoint install (cold)", func(i int) (time.Duration, error) {
+			dir := filepath.Join(b.tmp, "pkg", fmt.Sprintf("install-%d", i))
+			d, _, err := runProc("azp-entrypoint install", b.tmp, b.baseEnv("AZP_LOG_FORMAT=json"), 5*time.Minute, b.installArgv(dir)...)
+			if err == nil {
+				if _, ok := agentpkg.Installed(dir); !ok {
+					err = fmt.Errorf("exit 0 but no package marker in %s", dir)
+				}
+			}
+			if err == nil {
+				b.reuse(&st, dir)
+			}
+			b.removeAll(dir)
+			return d, err
+		}, &st.install},
+		{"gzip -dc > /dev/null", func(int) (time.Duration, error) {
+			d, _, err := runProc("gzip -dc", b.tmp, b.baseEnv(), 5*time.Minute, "bash", "-c", `gzip -dc "$1" >/dev/null`, "gzip", b.pkg.Path)
+			return d, err
+		}, &st.gunzip},
+		{"curl -o /dev/null", func(int) (time.Duration, error) {
+			d, _, err := runProc("curl -o /dev/null", b.tmp, b.baseEnv(), 5*time.Minute, "curl", "-sS", "-o", "/dev/null", b.pkgURL)
+			return d, err
+		}, &st.download},
+	}
+	for i := 0; i < b.coldReps; i++ {
+		for k := range ops {
+			op := ops[(i+k)%len(ops)] // rotate the order from one round to the next
+			d, err := op.run(i)
+			if err != nil {
+				fail(op.name, err)
+				continue
+			}
+			*op.into = append(*op.into, d)
+			b.progress("package %d/%d %s: %s", i+1, b.coldReps, op.name, fmtDur(d))
+		}
+	}
+	return st
+}
+
+// reuse times the "already installed" path on an installed directory, three ways: the CLI (a
+// process: exec, flag parsing, marker check), agentpkg.Ensure in-process with no server (what
+// `azp-entrypoint run` does at start), and agentpkg.Installed alone (the marker read).
+func (b *bench) reuse(st *pkgStep, dir string) {
+	for range 3 {
+		d, p, err := runProc("azp-entrypoint install (installed)", b.tmp, b.baseEnv("AZP_LOG_FORMAT=json"), time.Minute, b.installArgv(dir)...)
+		if err != nil {
+			st.errs = append(st.errs, "reuse via the CLI: "+err.Error())
+			break
+		}
+		if _, ok := firstRecord(records(p.out.String()), "agent package already installed"); !ok {
+			st.errs = append(st.errs, "reuse via the CLI: no \"agent package already installed\" record:\n"+p.tail(5))
+			break
+		}
+		st.reuseCmd = append(st.reuseCmd, d)
+	}
+	o := agentpkg.Options{Dir: dir, Platform: platform, UID: -1, GID: -1, Logger: slog.New(slog.DiscardHandler)}
+	for range 5 {
+		t := time.Now()
+		m, err := agentpkg.Ensure(context.Background(), o, nil) // nil Lister: any network use would fail
+		d := time.Since(t)
+		if err != nil || m.Version != b.pkg.Version {
+			st.errs = append(st.errs, fmt.Sprintf("reuse via agentpkg.Ensure: version %q, %v", m.Version, err))
+			break
+		}
+		st.reuseEnsure = append(st.reuseEnsure, d)
+		t = time.Now()
+		_, ok := agentpkg.Installed(dir)
+		d = time.Since(t)
+		if ok {
+			st.reuseInstalled = append(st.reuseInstalled, d)
+		}
+	}
+}
+
+// countTree counts the regular files under dir and their total size.
+func countTree(dir string) (int, int64) {
+	n, size := 0, int64(0)
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n++
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n, size
+}

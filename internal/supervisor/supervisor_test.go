@@ -1,0 +1,191 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
+)
+
+// The README's stop-budget table is the contract users plan with: keep it true.
+func TestStopBudgetMatchesREADME(t *testing.T) {
+	for _, tc := range []struct {
+		budget                     time.Duration
+		job, cancel, dereg, margin time.Duration
+	}{
+		{10 * time.Second, 4 * time.Second, 2 * time.Second, 3 * time.Second, time.Second},
+		{30 * time.Second, 19 * time.Second, 5 * time.Second, 5 * time.Second, time.Second},
+		{120 * time.Second, 94 * time.Second, 15 * time.Second, 10 * time.Second, time.Second},
+	} {
+		st := newStopper(tc.budget)
+		st.request("test")
+		at, _ := st.info()
+		if got := st.deadline().Sub(at); got != tc.budget-tc.margin {
+			t.Errorf("%s: deadline after %s, want %s", tc.budget, got, tc.budget-tc.margin)
+		}
+		if got := st.deadline().Sub(st.deregAt()); got != tc.dereg {
+			t.Errorf("%s: deregistration reserve %s, want %s", tc.budget, got, tc.dereg)
+		}
+		if got := st.deregAt().Sub(st.cancelAt()); got != tc.cancel {
+			t.Errorf("%s: cancel reserve %s, want %s", tc.budget, got, tc.cancel)
+		}
+		if got := st.cancelAt().Sub(at); got != tc.job {
+			t.Errorf("%s: a job may run %s, want %s", tc.budget, got, tc.job)
+		}
+		readme, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := "| " + secs(tc.budget)
+		want := "| " + strings.Join([]string{secs(tc.job), secs(tc.cancel), secs(tc.dereg), secs(tc.margin)}, " | ") + " |"
+		found := false
+		for _, line := range strings.Split(string(readme), "\n") {
+			found = found || (strings.HasPrefix(line, row) && strings.HasSuffix(line, want))
+		}
+		if !found {
+			t.Errorf("README has no stop-budget row %q ... %q", row, want)
+		}
+	}
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
+
+func TestClassify(t *testing.T) {
+	for line, want := range map[string]event{
+		"2026-11-22 10:00:50Z: Listening for Jobs":                                  {kind: evListening},
+		"2026-11-22 10:00:50Z: Running job: Build and test":                         {kind: evJobStarted, job: "Build and test"},
+		"2026-11-22 10:00:55Z: Job Build completed with result: Succeeded":          {kind: evJobFinished},
+		"Agent will exit shortly for update, should back online within 10 seconds.": {kind: evUpdating},
+		"Scanning for tool capabilities.":                                           {},
+	} {
+		if got := classify(line); got != want {
+			t.Errorf("classify(%q) = %+v, want %+v", line, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		lines []string
+		want  outcome
+	}{
+		{[]string{"The agent no longer exists on the server. Please reconfigure the agent."}, outMissingAgent},
+		{[]string{"A session for this agent already exists.", "Stop retry on SessionConflictException after retried for 240 seconds."}, outSessionConflict},
+		{[]string{"An error occurred: something else"}, outFatal},
+	} {
+		if got := classifyFailure(tc.lines); got != tc.want {
+			t.Errorf("classifyFailure(%q) = %v, want %v", tc.lines, got, tc.want)
+		}
+	}
+}
+
+func TestAgentFile(t *testing.T) {
+	dir := t.TempDir()
+	if a, err := readAgentFile(dir); a != nil || err != nil {
+		t.Fatalf("unconfigured: %+v, %v", a, err)
+	}
+	body := `{"agentId":7,"agentName":"ecs-1-agent","poolId":1,"poolName":"Default","serverUrl":"https://dev.azure.com/acme/","workFolder":"/azp/work/slot-0"}`
+	os.WriteFile(filepath.Join(dir, ".agent"), append(utf8BOM, body...), 0o644)
+	a, err := readAgentFile(dir)
+	if err != nil || a.AgentID != 7 {
+		t.Fatalf("%+v, %v", a, err)
+	}
+	if !a.matches("https://dev.azure.com/ACME", "default", "ECS-1-agent", "/azp/work/slot-0/") {
+		t.Error("same agent, different case and slashes: should match")
+	}
+	for _, miss := range [][4]string{
+		{"https://dev.azure.com/other", "Default", "ecs-1-agent", "/azp/work/slot-0"},
+		{"https://dev.azure.com/acme", "Linux", "ecs-1-agent", "/azp/work/slot-0"},
+		{"https://dev.azure.com/acme", "Default", "ecs-2-agent", "/azp/work/slot-0"},
+		{"https://dev.azure.com/acme", "Default", "ecs-1-agent", "/azp/work/slot-1"},
+	} {
+		if a.matches(miss[0], miss[1], miss[2], miss[3]) {
+			t.Errorf("matches %v", miss)
+		}
+	}
+	for _, f := range configFiles {
+		os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600)
+	}
+	os.WriteFile(filepath.Join(dir, "keep.txt"), []byte("x"), 0o600)
+	if err := wipeConfig(dir); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "keep.txt" {
+		t.Fatalf("left after wipe: %v", left)
+	}
+}
+
+func TestAgentEnvironment(t *testing.T) {
+	s := &config.Settings{HTTPSProxy: "http://proxy:3128", NoProxy: "169.254.170.2", ToolsDir: "/efs/tools"}
+	environ := []string{
+		"PATH=/usr/bin", "AZP_URL=https://dev.azure.com/acme", "AZP_TOKEN=secret", "AZP_TOKEN_FILE=/run/secrets/pat",
+		"AZP_CLIENTSECRET=secret", "AZP_SECRET_ID=arn", "VSTS_AGENT_INPUT_TOKEN=secret", "vsts_agent_input_password=x",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x", "AWS_CONTAINER_AUTHORIZATION_TOKEN=t",
+		"ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x", "MY_VAR=1",
+	}
+	env := agentEnv(environ, s, map[string]string{"HOME": "/home/agent"})
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AZP_") || strings.HasPrefix(strings.ToUpper(k), "VSTS_AGENT_INPUT_") || strings.HasPrefix(k, "AWS_CONTAINER_") {
+			t.Errorf("listener environment keeps %s", k)
+		}
+	}
+	for _, want := range []string{"PATH=/usr/bin", "MY_VAR=1", "HOME=/home/agent", "VSTS_HTTP_PROXY=http://proxy:3128",
+		"no_proxy=169.254.170.2", "AGENT_TOOLSDIRECTORY=/efs/tools", "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("listener environment lacks %s", want)
+		}
+	}
+	s.JobTaskRole = true
+	if env := agentEnv(environ, s, nil); !slices.Contains(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x") {
+		t.Error("AZP_JOB_TASK_ROLE=true must pass the task role on")
+	}
+}
+
+func TestHealth(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Health(dir); err == nil {
+		t.Fatal("healthy without state")
+	}
+	w, err := newStateWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for phase, healthy := range map[Phase]bool{
+		PhaseStarting: false, PhaseConfiguring: false, PhaseStarted: false, PhaseListening: true,
+		PhaseBusy: true, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
+	} {
+		w.phase(phase)
+		if _, err := Health(dir); (err == nil) != healthy {
+			t.Errorf("phase %s: healthy = %v, want %v (%v)", phase, err == nil, healthy, err)
+		}
+	}
+	// A state left by a dead entrypoint is not healthy.
+	os.WriteFile(filepath.Join(dir, stateFile), []byte(`{"pid":2147483646,"phase":"listening"}`), 0o644)
+	if _, err := Health(dir); err == nil {
+		t.Error("healthy with a dead writer")
+	}
+}
+
+func TestUpdateResult(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "_diag"), 0o755)
+	since := time.Now().Add(-time.Second)
+	if _, ok := updateResult(dir, since); ok {
+		t.Fatal("result without a log")
+	}
+	os.WriteFile(filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log"), nil, 0o644)
+	if _, ok := updateResult(dir, since); ok {
+		t.Fatal("an unmarked log is not a result")
+	}
+	os.Rename(filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log"), filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log.succeed"))
+	if r, ok := updateResult(dir, since); !ok || r != "succeed" {
+		t.Fatalf("%q %v", r, ok)
+	}
+	if _, ok := updateResult(dir, time.Now().Add(time.Hour)); ok {
+		t.Fatal("an older update's log must not count")
+	}
+}
