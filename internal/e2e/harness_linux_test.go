@@ -227,6 +227,18 @@ func (r *run) signal(sig syscall.Signal) {
 	}
 }
 
+// stopCleanly sends SIGTERM and expects exit 0 and, unless told to keep it, no registration left.
+func (r *run) stopCleanly() {
+	r.in.h.t.Helper()
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(15 * time.Second); code != 0 {
+		r.in.h.t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	if r.in.env["AZP_DEREGISTER"] != "false" {
+		r.in.assertRegistered(false)
+	}
+}
+
 func (r *run) wait(timeout time.Duration) int {
 	r.in.h.t.Helper()
 	select {

@@ -28,11 +28,7 @@ func TestRegisteredAndHealthy(t *testing.T) {
 	if n := len(in.listeners()); n != 1 {
 		t.Fatalf("%d listeners, want 1", n)
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r.stopCleanly()
 	if _, err := os.Stat(filepath.Join(in.agentDir, ".agent")); !os.IsNotExist(err) {
 		t.Fatalf(".agent still there after deregistration: %v", err)
 	}
@@ -224,11 +220,7 @@ func TestSelfUpdate(t *testing.T) {
 			if target, err := os.Readlink(filepath.Join(in.agentDir, "bin")); err != nil || target != "bin.4.261.0" {
 				t.Fatalf("bin -> %q (%v), want bin.4.261.0", target, err)
 			}
-			r.signal(syscall.SIGTERM)
-			if code := r.wait(15 * time.Second); code != 0 {
-				t.Fatalf("exit code %d, want 0", code)
-			}
-			in.assertRegistered(false)
+			r.stopCleanly()
 		})
 	}
 }
@@ -250,11 +242,7 @@ func TestCrashLoopBackoff(t *testing.T) {
 	if strings.Join(backoffs, ",") != "1s,2s,4s" {
 		t.Fatalf("backoffs %v, want 1s,2s,4s", backoffs)
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r.stopCleanly()
 }
 
 // A fatal listener exit deregisters and exits 1.
@@ -293,11 +281,7 @@ func TestSigkillThenRestart(t *testing.T) {
 	if agents != 1 {
 		t.Fatalf("%d agents named %s, want 1", agents, in.name)
 	}
-	r2.signal(syscall.SIGTERM)
-	if code := r2.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r2.stopCleanly()
 }
 
 // A job's orphans are reaped by the entrypoint: no zombie is left.
@@ -315,10 +299,7 @@ func TestOrphansReaped(t *testing.T) {
 	if n := len(procs("fake-orphan")); n != 0 {
 		t.Fatalf("%d orphans still running", n)
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	r.stopCleanly()
 }
 
 // The token is in no command line, not in the listener's environment and not in any output.
@@ -385,10 +366,7 @@ func TestRunAsUser(t *testing.T) {
 			t.Fatalf("listener keeps supplementary groups: %s", line)
 		}
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	r.stopCleanly()
 }
 
 // If the server refuses the deletion until the deadline, the deadline wins: exit 1 naming the agent.

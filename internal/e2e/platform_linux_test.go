@@ -75,11 +75,7 @@ func TestECSTaskWithSecretsManager(t *testing.T) {
 	if len(changes) < 2 || !changes[0].Enabled || changes[len(changes)-1].Enabled {
 		t.Fatalf("protection changes %+v, want on during the job and off after", changes)
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r.stopCleanly()
 	// The secret was read at start and again for the deregistration.
 	if n := len(sm.Calls()); n < 2 {
 		t.Fatalf("%d Secrets Manager calls, want the start and the deregistration", n)
@@ -167,11 +163,7 @@ func TestMissingAgentReconfigures(t *testing.T) {
 	if after.ID == before.ID {
 		t.Fatalf("expected a new registration after the deletion")
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r.stopCleanly()
 }
 
 // A non-root entrypoint (the ECS task's `user`) works, and a job running as the same uid cannot
@@ -195,11 +187,7 @@ func TestNonRootEntrypoint(t *testing.T) {
 	if err == nil || strings.Contains(string(out), h.token) {
 		t.Fatalf("a process of the same uid read the entrypoint's environment (err %v)", err)
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
-	in.assertRegistered(false)
+	r.stopCleanly()
 }
 
 // AZP_DEREGISTER=false keeps the registration across restarts: the second start reuses the
@@ -210,10 +198,7 @@ func TestKeepRegistration(t *testing.T) {
 	in.env["AZP_DEREGISTER"] = "false"
 	r := in.start()
 	before := in.waitOnline(30 * time.Second)
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	r.stopCleanly()
 	kept, ok := h.sim.Agent("Default", in.name)
 	if !ok || kept.ID != before.ID || kept.Enabled {
 		t.Fatalf("after the stop: %+v (registered %v), want the same agent, disabled while stopped", kept, ok)
@@ -227,10 +212,7 @@ func TestKeepRegistration(t *testing.T) {
 	if n := r2.countLogs("configuring the agent"); n != 0 {
 		t.Fatal("the agent was configured again")
 	}
-	r2.signal(syscall.SIGTERM)
-	if code := r2.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	r2.stopCleanly()
 }
 
 // Started as root in an image with an `agent` user, the listener runs as `agent` with that user's
@@ -260,8 +242,5 @@ func TestDefaultAgentUser(t *testing.T) {
 			}
 		}
 	}
-	r.signal(syscall.SIGTERM)
-	if code := r.wait(15 * time.Second); code != 0 {
-		t.Fatalf("exit code %d, want 0", code)
-	}
+	r.stopCleanly()
 }
