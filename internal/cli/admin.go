@@ -54,7 +54,8 @@ func pruneCommand(ctx context.Context, s *streams, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	settings, masker, log, err := resolve(ctx, s, given())
+	masker := logging.NewMasker()
+	settings, log, err := resolve(ctx, s, given(), masker)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func pruneCommand(ctx context.Context, s *streams, args []string) error {
 	if err != nil {
 		return err
 	}
-	sum, err := prune.Run(ctx, client, pool.ID, prune.Options{Prefix: *prefix, AllOffline: *all, OfflineFor: *offlineFor, DryRun: *dryRun, Out: s.out, Logger: log})
-	_ = sum
+	// Run prints the list (dry run) and the summary line itself.
+	_, err = prune.Run(ctx, client, pool.ID, prune.Options{Prefix: *prefix, AllOffline: *all, OfflineFor: *offlineFor, DryRun: *dryRun, Out: s.out, Logger: log})
 	return err
 }

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
-
-	"log/slog"
 
 	"golang.org/x/term"
 
@@ -21,21 +20,21 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/supervisor"
 )
 
-// resolve parses the settings flags and resolves them, logging problems in the requested format.
-func resolve(ctx context.Context, s *streams, given map[string]string) (*config.Settings, *logging.Masker, *slog.Logger, error) {
-	masker := logging.NewMasker()
+// resolve resolves the settings given on the command line and in the environment, logging
+// problems in the requested format, and returns the logger for the rest of the command.
+func resolve(ctx context.Context, s *streams, given map[string]string, masker *logging.Masker) (*config.Settings, *slog.Logger, error) {
 	log := earlyLogger(s, given, masker)
 	settings, err := config.Resolve(ctx, config.Options{Flags: given, Env: s.env, Secret: secrets.FetchSecretWith(secrets.SecretsManagerOptions{Masker: masker, Logger: log})})
 	if err != nil {
 		log.Error("invalid settings", "err", err, "exit_code", exit.Code(err))
-		return nil, masker, log, reported{err}
+		return nil, log, reported{err}
 	}
 	masker.Add(settings.Secrets...)
 	log = logging.New(s.out, logging.Options{Format: settings.LogFormat, Level: settings.LogLevel}, masker)
 	for _, w := range settings.Warnings {
 		log.Warn(w)
 	}
-	return settings, masker, log, nil
+	return settings, log, nil
 }
 
 func runCommand(ctx context.Context, s *streams, args []string) error {
@@ -50,9 +49,10 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 	signals := pid1.Notify(ctx)
 	reaper, err := pid1.Setup(boot)
 	if err != nil {
-		boot.Warn("zombie reaping unavailable", "err", err)
+		boot.Error("cannot supervise child processes", "err", err)
+		return reported{exit.Runtime(err)}
 	}
-	settings, masker, log, err := resolve(ctx, s, given())
+	settings, log, err := resolve(ctx, s, given(), masker)
 	if err != nil {
 		return err
 	}
