@@ -244,3 +244,41 @@ func TestDefaultAgentUser(t *testing.T) {
 	}
 	r.stopCleanly()
 }
+
+// A SIGKILLed container leaves its agent offline; `prune` removes it once it has been offline long
+// enough, and leaves online agents and other names alone.
+func TestPruneRemovesGhost(t *testing.T) {
+	h := newHarness(t)
+	ghost := h.instance("e2e-ghost-1")
+	live := h.instance("e2e-ghost-2")
+	r := ghost.start()
+	ghost.waitOnline(30 * time.Second)
+	r2 := live.start()
+	live.waitOnline(30 * time.Second)
+	if err := h.sim.SeedAgents("Default", 1, "offline", time.Now().Add(-48*time.Hour), "other-"); err != nil {
+		t.Fatal(err)
+	}
+	r.signal(syscall.SIGKILL)
+	r.wait(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := h.sim.WaitAgent(ctx, "Default", ghost.name, func(a sim.AgentView) bool { return a.Status == "offline" }); err != nil {
+		t.Fatalf("the killed agent never went offline: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd := exec.Command(bins.entrypoint, "prune", "--prefix", "e2e-ghost-", "--offline-for", "1s")
+	cmd.Env = []string{"AZP_URL=" + h.url, "AZP_TOKEN=" + h.token, "AZP_LOG_FORMAT=text"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("prune: %v\n%s", err, out)
+	}
+	ghost.assertRegistered(false)
+	live.assertRegistered(true)
+	if _, ok := h.sim.Agent("Default", "other-0"); !ok {
+		t.Fatal("prune removed an agent outside the prefix")
+	}
+	if strings.Contains(string(out), h.token) {
+		t.Fatal("the token appears in prune's output")
+	}
+	r2.stopCleanly()
+}
