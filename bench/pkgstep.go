@@ -16,7 +16,9 @@ import (
 
 // pkgStep is figure 6.
 type pkgStep struct {
-	curlTar, install, gunzip, download    series // cold: fresh directory each time
+	curlTar, install                      series // cold, into an empty directory on the benchmark's temp dir (disk)
+	shmCurlTar, shmInstall                series // the same on tmpfs, when /dev/shm is one
+	gunzip, download                      series
 	reuseCmd, reuseEnsure, reuseInstalled series // package already installed
 	errs                                  []string
 	files                                 int   // regular files in the extracted package
@@ -27,22 +29,19 @@ func (b *bench) installArgv(dir string) []string {
 	return []string{b.ep, "install", "--url", b.pkgURL, "--sha256", b.pkg.SHA256, "--version", b.pkg.Version, "--platform", platform, "--dir", dir}
 }
 
-// packageStep times, in the same run and alternating their order, the start.sh way of installing
+// packageStep times, in the same run and rotating their order, the start.sh way of installing
 // the package (curl | tar -xz), `azp-entrypoint install` into an empty directory, and gzip -dc of
 // the same file (the lower bound for one gzip stream); then the reuse of an installed package.
 func (b *bench) packageStep() pkgStep {
 	var st pkgStep
-	fail := func(what string, err error) {
-		st.errs = append(st.errs, fmt.Sprintf("%s: %v", what, err))
-		b.progress("  %s: FAILED: %v", what, err)
-	}
-	ops := []struct {
+	type op struct {
 		name string
 		run  func(i int) (time.Duration, error)
 		into *series
-	}{
-		{"curl | tar -xz", func(i int) (time.Duration, error) {
-			dir := filepath.Join(b.tmp, "pkg", fmt.Sprintf("curltar-%d", i))
+	}
+	curlTar := func(root, tag string) func(int) (time.Duration, error) {
+		return func(i int) (time.Duration, error) {
+			dir := filepath.Join(root, "pkg", fmt.Sprintf("curltar-%s%d", tag, i))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return 0, err
 			}
@@ -51,23 +50,29 @@ func (b *bench) packageStep() pkgStep {
 			if err == nil && st.files == 0 {
 				st.files, st.extracted = countTree(dir)
 			}
-			b.removeAll(dir)
+			b.retire(dir)
 			return d, err
-		}, &st.curlTar},
-		{"azp-entrypoint install (cold)", func(i int) (time.Duration, error) {
-			dir := filepath.Join(b.tmp, "pkg", fmt.Sprintf("install-%d", i))
+		}
+	}
+	install := func(root, tag string) func(int) (time.Duration, error) {
+		return func(i int) (time.Duration, error) {
+			dir := filepath.Join(root, "pkg", fmt.Sprintf("install-%s%d", tag, i))
 			d, _, err := runProc("azp-entrypoint install", b.tmp, b.baseEnv("AZP_LOG_FORMAT=json"), 5*time.Minute, b.installArgv(dir)...)
 			if err == nil {
 				if _, ok := agentpkg.Installed(dir); !ok {
 					err = fmt.Errorf("exit 0 but no package marker in %s", dir)
 				}
 			}
-			if err == nil {
+			if err == nil && tag == "" {
 				b.reuse(&st, dir)
 			}
-			b.removeAll(dir)
+			b.retire(dir)
 			return d, err
-		}, &st.install},
+		}
+	}
+	ops := []op{
+		{"curl | tar -xz", curlTar(b.tmp, ""), &st.curlTar},
+		{"azp-entrypoint install (cold)", install(b.tmp, ""), &st.install},
 		{"gzip -dc > /dev/null", func(int) (time.Duration, error) {
 			d, _, err := runProc("gzip -dc", b.tmp, b.baseEnv(), 5*time.Minute, "bash", "-c", `gzip -dc "$1" >/dev/null`, "gzip", b.pkg.Path)
 			return d, err
@@ -77,16 +82,22 @@ func (b *bench) packageStep() pkgStep {
 			return d, err
 		}, &st.download},
 	}
+	if b.shm != "" {
+		ops = append(ops,
+			op{"curl | tar -xz on tmpfs", curlTar(b.shm, "shm-"), &st.shmCurlTar},
+			op{"azp-entrypoint install (cold) on tmpfs", install(b.shm, "shm-"), &st.shmInstall})
+	}
 	for i := 0; i < b.coldReps; i++ {
 		for k := range ops {
-			op := ops[(i+k)%len(ops)] // rotate the order from one round to the next
-			d, err := op.run(i)
+			o := ops[(i+k)%len(ops)] // rotate the order from one round to the next
+			d, err := o.run(i)
 			if err != nil {
-				fail(op.name, err)
+				st.errs = append(st.errs, fmt.Sprintf("%s: %v", o.name, err))
+				b.progress("  %s: FAILED: %v", o.name, err)
 				continue
 			}
-			*op.into = append(*op.into, d)
-			b.progress("package %d/%d %s: %s", i+1, b.coldReps, op.name, fmtDur(d))
+			*o.into = append(*o.into, d)
+			b.progress("package %d/%d %s: %s", i+1, b.coldReps, o.name, fmtDur(d))
 		}
 	}
 	return st

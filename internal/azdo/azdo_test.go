@@ -387,3 +387,42 @@ func TestDeleteAgentInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Retry-After holds the whole client: a request that was not itself refused still waits, so a
+// prune's workers never keep hitting a rate-limited identity.
+func TestRetryAfterPausesTheWholeClient(t *testing.T) {
+	s := startSim(t, sim.Options{})
+	c := client(t, s, pat(managePAT))
+	ctx := context.Background()
+	pool, err := c.Pool(ctx, "Default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents$", Status: 429, RetryAfter: time.Second, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.ResetRequestLog()
+	done := make(chan error, 1)
+	go func() { _, err := c.Agents(ctx, pool.ID); done <- err }()
+	var limited time.Time
+	for limited.IsZero() {
+		for _, r := range s.RequestLog() {
+			if r.Status == 429 {
+				limited = r.Time
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the client has the 429 by now
+	if _, err := c.Pool(ctx, "Default"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.RequestLog() {
+		if r.Time.After(limited) && r.Status != 429 && r.Time.Sub(limited) < time.Second {
+			t.Errorf("%s %s sent %s after a 429 with Retry-After: 1", r.Method, r.Path, r.Time.Sub(limited))
+		}
+	}
+}

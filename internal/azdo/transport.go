@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -155,11 +156,47 @@ func redact(u *url.URL) string {
 	return c.String()
 }
 
+// rateGate makes a server's Retry-After hold for the whole client, not only for the request that
+// was told to wait: the service rate-limits per identity, so a prune's other workers must pause too.
+type rateGate struct {
+	next  http.RoundTripper
+	mu    sync.Mutex
+	until time.Time
+}
+
+func (g *rateGate) RoundTrip(req *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	wait := time.Until(g.until)
+	g.mu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		}
+	}
+	resp, err := g.next.RoundTrip(req)
+	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d := retryablehttp.DefaultBackoff(0, 0, 0, resp); d > 0 && resp.Header.Get("Retry-After") != "" {
+			until := time.Now().Add(min2(d, maxRetryAfter))
+			g.mu.Lock()
+			if until.After(g.until) {
+				g.until = until
+			}
+			g.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
 func newRetryClient(base *http.Client, o Options, logger *slog.Logger) *retryablehttp.Client {
 	inner := &http.Client{Transport: base.Transport, Timeout: o.RequestTimeout}
 	if inner.Transport == nil {
 		inner.Transport = http.DefaultTransport
 	}
+	inner.Transport = &rateGate{next: inner.Transport}
 	rc := &retryablehttp.Client{
 		HTTPClient:   inner,
 		Logger:       slogLeveled{logger},
