@@ -251,7 +251,7 @@ func (res *results) details(w *strings.Builder) {
 		p("The %d requests (the listing and the deletions) need %d windows, so the rate limit alone makes prune take at least %s.\n\n", n, windows, fmtDur(time.Duration(windows-1)*pruneLimitWind))
 		p("*The Retry-After check.* A route is a method and an exact path (e.g. `DELETE …/pools/7/agents/1234`), the request a 429 answered. For every 429 with `Retry-After: N`, the next request on the same route must arrive at least N seconds after the 429 was written (its handler returned); an earlier arrival counts as ignoring Retry-After. Every 429 must have a later request on its route (a retry), else prune gave up. ")
 		p("The count of 429s is cross-checked against the simulator's own request log. ")
-		p("For information only, the *client-wide* count is the number of requests to those routes (from any of prune's 8 workers) that arrived while some other request's Retry-After was still running: prune honours Retry-After per request, so workers that had not been answered 429 yet keep going until they are.\n\n")
+		p("For information only, the *client-wide* count is the number of requests to those routes (from any of prune's 8 workers) that arrived while some other request's Retry-After was still running. The client pauses all its workers once any request is answered 429 (`internal/azdo` rateGate), so what this counts are the requests already on the wire when the first 429 of a window came back: prune's 8 workers have up to 8 requests in flight.\n\n")
 		p("| run | time | deletions | requests | 429 answers | retries checked | early retries | smallest margin | client-wide in a window | result |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, r := range res.prune {
 			status := "ok"
