@@ -49,7 +49,7 @@ func FromEnv(getenv func(string) string) (c *Client, ok bool) {
 // at all.
 func NewClient(uri string, httpClient *http.Client) *Client {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 5 * time.Second}
+		httpClient = directClient(5 * time.Second)
 	}
 	return &Client{uri: strings.TrimRight(uri, "/"), http: httpClient, Attempts: 3, Backoff: 200 * time.Millisecond}
 }
@@ -129,6 +129,14 @@ func (c *Client) get(ctx context.Context, url string, into any) error {
 		}
 		return false, nil
 	})
+}
+
+// directClient talks to the ECS agent's link-local endpoints, which a proxy configured for the
+// internet (HTTP_PROXY, HTTPS_PROXY) cannot reach: it never uses one.
+func directClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 // TaskID returns the task ID from a task ARN: the last path segment of

@@ -50,7 +50,7 @@ func ProtectionFromEnv(getenv func(string) string) (*Protection, bool) {
 // timeout.
 func NewProtection(agentURI string, httpClient *http.Client) *Protection {
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 10 * time.Second}
+		httpClient = directClient(10 * time.Second)
 	}
 	return &Protection{
 		uri:      strings.TrimRight(agentURI, "/") + "/task-protection/v1/state",
