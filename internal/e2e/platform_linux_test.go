@@ -282,3 +282,19 @@ func TestPruneRemovesGhost(t *testing.T) {
 	}
 	r2.stopCleanly()
 }
+
+// Configuration that fails after the agent was added (here its connection test) leaves no agent
+// behind: the entrypoint removes what carries its name and exits 1.
+func TestConfigureFailureLeavesNoGhost(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-configure-fails")
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "POST", PathRegexp: "/_sim/oauth2/token", Status: 500}); err != nil {
+		t.Fatal(err)
+	}
+	r := in.start()
+	if code := r.wait(40 * time.Second); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	r.waitLog("agent deregistered", time.Second)
+	in.assertRegistered(false)
+}

@@ -64,20 +64,23 @@ type supervisor struct {
 	state *stateWriter
 	stop  *stopper
 
-	server   *azdo.Client
-	poolID   int
-	name     string
-	taskID   string
-	user     *pid1.User // nil: run as ourselves
-	lease    *workdir.Lease
-	work     string
-	env      []string // the listener's environment
-	agentID  int      // the registration this run owns, 0 until known
-	protect  *ecs.Protection
-	busy     bool
-	jobName  string
-	protOn   bool
-	protNext time.Time
+	server  *azdo.Client
+	poolID  int
+	name    string
+	taskID  string
+	user    *pid1.User // nil: run as ourselves
+	lease   *workdir.Lease
+	work    string
+	env     []string // the listener's environment
+	agentID int      // the registration this run owns, 0 until known
+	// configuring is set once configure has been started: from then on an agent with our name
+	// may exist on the server even if .agent was never written, and a failure must remove it.
+	configuring bool
+	protect     *ecs.Protection
+	busy        bool
+	jobName     string
+	protOn      bool
+	protNext    time.Time
 }
 
 // Run is the lifecycle of `azp-entrypoint run`. It returns nil after a clean stop (deregistered
@@ -119,7 +122,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			}
 			return sv.deregister(deadline)
 		}
-		if sv.agentID != 0 {
+		if sv.agentID != 0 || sv.configuring {
 			return errors.Join(err, sv.deregister(time.Now().Add(deregReserve(sv.s.StopTimeout))))
 		}
 		return err
@@ -393,6 +396,7 @@ func (sv *supervisor) configure(ctx context.Context, force bool) error {
 	env := append(append([]string(nil), sv.env...), envList(input)...)
 
 	sv.state.phase(PhaseConfiguring)
+	sv.configuring = true
 	sv.log.Info("configuring the agent", "agent", sv.name, "pool", s.Pool, "work", sv.work)
 	cctx, cancel := context.WithTimeout(ctx, configureTimeout)
 	defer cancel()
@@ -620,7 +624,9 @@ func (sv *supervisor) setBusy(busy bool, job string) {
 			}
 		})
 	}
-	if sv.protect == nil {
+	// Once stopping, protection no longer matters (the task is going) and its calls must not eat
+	// into the stop budget.
+	if sv.protect == nil || sv.stop.isRequested() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
