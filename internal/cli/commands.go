@@ -26,6 +26,9 @@ func resolve(ctx context.Context, s *streams, given map[string]string, masker *l
 	log := earlyLogger(s, given, masker)
 	settings, err := config.Resolve(ctx, config.Options{Flags: given, Env: s.env, Secret: secrets.FetchSecretWith(secrets.SecretsManagerOptions{Masker: masker, Logger: log})})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, log, reported{err} // stopped: the caller says so
+		}
 		log.Error("invalid settings", "err", err, "exit_code", exit.Code(err))
 		return nil, log, reported{err}
 	}
@@ -52,8 +55,16 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 		boot.Error("cannot supervise child processes", "err", err)
 		return reported{exit.Runtime(err)}
 	}
-	settings, log, err := resolve(ctx, s, given(), masker)
+	// Resolving the settings may wait on Secrets Manager: a stop signal meanwhile aborts it. The
+	// signals go on to the supervisor, which starts the stop sequence from the first of them.
+	rctx, stopped := stopContext(ctx, signals)
+	settings, log, err := resolve(rctx, s, given(), masker)
 	if err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			// Stopped before anything could be registered: a clean stop.
+			log.Info("stop requested while resolving the settings; nothing was registered")
+			return nil
+		}
 		return err
 	}
 	hc, err := azdo.HTTPClient(settings)
@@ -68,7 +79,7 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 	}
 	o := supervisor.Options{
 		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
-		Signals: signals, Environ: os.Environ(),
+		Signals: stopped, Environ: os.Environ(),
 	}
 	if f, ok := s.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		o.Progress = s.err
@@ -77,6 +88,20 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 		return reported{err}
 	}
 	return nil
+}
+
+// stopContext passes signals on unchanged and returns a context that the first of them cancels,
+// for the work done before the supervisor watches the signals itself.
+func stopContext(ctx context.Context, signals <-chan os.Signal) (context.Context, <-chan os.Signal) {
+	sctx, cancel := context.WithCancel(ctx)
+	out := make(chan os.Signal, cap(signals)+1)
+	go func() {
+		for sig := range signals {
+			cancel()
+			out <- sig
+		}
+	}()
+	return sctx, out
 }
 
 func installCommand(ctx context.Context, s *streams, args []string) error {

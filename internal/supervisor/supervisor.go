@@ -114,13 +114,19 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := sv.setup(setupCtx); err != nil {
 		if sv.stop.isRequested() {
 			// Stopped while downloading or configuring: undo whatever was registered, quickly.
-			at, reason := sv.stop.info()
+			_, reason := sv.stop.info()
 			sv.log.Info("stop requested before the agent ran; aborting", "reason", reason)
-			deadline := at.Add(setupStopLimit)
-			if d := sv.stop.deadline(); d.Before(deadline) {
-				deadline = d
+			if sv.agentID == 0 && !sv.configuring {
+				// Configuration never started: nothing of this run is registered. Looking the name
+				// up would only spend the stop budget on a server that may be unreachable, and
+				// turn a clean stop into exit 1. Only a configuration left in a persistent agent
+				// directory (a killed predecessor) is worth the look-up, and only once the pool is
+				// known.
+				if a, _ := readAgentFile(sv.s.AgentDir); a == nil || sv.poolID == 0 {
+					return nil
+				}
 			}
-			return sv.deregister(deadline)
+			return sv.deregister(sv.abortDeadline())
 		}
 		if sv.agentID != 0 || sv.configuring {
 			return errors.Join(err, sv.deregister(time.Now().Add(deregReserve(sv.s.StopTimeout))))
@@ -510,7 +516,9 @@ func (sv *supervisor) supervise(ctx context.Context) error {
 				cancel()
 				if err != nil {
 					if sv.stop.isRequested() {
-						return sv.finishStop(nil)
+						// A stop during configuration: it ends within setupStopLimit, as in setup.
+						sv.state.phase(PhaseStopping)
+						return sv.deregister(sv.abortDeadline())
 					}
 					return sv.fatal(err)
 				}
@@ -749,8 +757,11 @@ func (sv *supervisor) stopListener(c *child) error {
 			sv.log.Warn("signal the listener", "err", err)
 		}
 		wait := st.deregAt()
+		// forced is watched until it fires once: a closed channel in the select would spin.
+		forced := st.forced
 		if st.isForced() {
 			wait = minTime(wait, time.Now().Add(forcedGrace))
+			forced = nil
 		}
 		t := timerAt(wait)
 	exitWait:
@@ -762,8 +773,10 @@ func (sv *supervisor) stopListener(c *child) error {
 				if ev.kind == evJobFinished {
 					sv.setBusy(false, "")
 				}
-			case <-st.forced:
-				t.Reset(max(0, time.Until(minTime(wait, time.Now().Add(forcedGrace)))))
+			case <-forced:
+				forced = nil
+				wait = minTime(wait, time.Now().Add(forcedGrace))
+				t.Reset(max(0, time.Until(wait)))
 			case <-t.C:
 				// c. The budget is spent: kill the listener, by its PID alone. Whatever it still
 				// runs dies with the container when PID 1 exits.
@@ -818,6 +831,13 @@ func (sv *supervisor) serverBusy(until time.Time) bool {
 		return true
 	}
 	return false
+}
+
+// abortDeadline bounds the clean-up after a stop that interrupted a download or a configuration:
+// the contract gives such a stop 5 s in all.
+func (sv *supervisor) abortDeadline() time.Time {
+	at, _ := sv.stop.info()
+	return minTime(at.Add(setupStopLimit), sv.stop.deadline())
 }
 
 // finishStop is lifecycle steps 8d and 8e once the listener is gone.
