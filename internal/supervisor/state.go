@@ -22,6 +22,7 @@ const (
 	PhaseBusy        Phase = "busy"      // running a job
 	PhaseBackoff     Phase = "backoff"   // waiting before a relaunch
 	PhaseUpdating    Phase = "updating"  // agent self-update in progress
+	PhaseExited      Phase = "exited"    // the listener ended; what follows is being decided
 	PhaseStopping    Phase = "stopping"
 	PhaseStopped     Phase = "stopped"
 )
@@ -64,6 +65,11 @@ func (w *stateWriter) set(f func(*State)) error {
 	defer w.mu.Unlock()
 	prev := w.state.Phase
 	f(&w.state)
+	// From the first stop request on, health stays 1: a job finishing during the drain must not
+	// make the agent look ready again.
+	if (prev == PhaseStopping && w.state.Phase != PhaseStopped) || prev == PhaseStopped {
+		w.state.Phase = prev
+	}
 	if w.state.Phase != prev || w.state.Since.IsZero() {
 		w.state.Since = time.Now().UTC()
 	}

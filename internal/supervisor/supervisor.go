@@ -94,6 +94,11 @@ func Run(ctx context.Context, o Options) (err error) {
 		return exit.Config(err)
 	}
 	go sv.stop.watch(o.Signals)
+	// Health turns 1 at the first stop request, whatever the lifecycle is busy with then.
+	go func() {
+		<-sv.stop.requested
+		sv.state.phase(PhaseStopping)
+	}()
 
 	defer func() {
 		if sv.lease != nil {
@@ -488,6 +493,7 @@ func (sv *supervisor) supervise(ctx context.Context) error {
 		if stopped {
 			return err
 		}
+		sv.state.phase(PhaseExited)
 		code := c.proc.ExitCode()
 		lines := c.lastLines()
 		ran := time.Since(c.start)

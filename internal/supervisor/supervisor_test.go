@@ -150,18 +150,30 @@ func TestHealth(t *testing.T) {
 	if _, err := Health(dir); err == nil {
 		t.Fatal("healthy without state")
 	}
-	w, err := newStateWriter(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for phase, healthy := range map[Phase]bool{
 		PhaseStarting: false, PhaseConfiguring: false, PhaseStarted: false, PhaseListening: true,
-		PhaseBusy: true, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
+		PhaseBusy: true, PhaseExited: false, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
 	} {
+		w, err := newStateWriter(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
 		w.phase(phase)
 		if _, err := Health(dir); (err == nil) != healthy {
 			t.Errorf("phase %s: healthy = %v, want %v (%v)", phase, err == nil, healthy, err)
 		}
+	}
+	// Once stopping, nothing makes the agent healthy again (a job finishing during the drain).
+	w, _ := newStateWriter(dir)
+	w.phase(PhaseBusy)
+	w.phase(PhaseStopping)
+	w.phase(PhaseListening)
+	if _, err := Health(dir); err == nil {
+		t.Error("healthy again after the stop request")
+	}
+	w.phase(PhaseStopped)
+	if st, _ := Health(dir); st.Phase != PhaseStopped {
+		t.Errorf("phase %s after stopped, want stopped", st.Phase)
 	}
 	// A state left by a dead entrypoint is not healthy.
 	os.WriteFile(filepath.Join(dir, stateFile), []byte(`{"pid":2147483646,"phase":"listening"}`), 0o644)
