@@ -28,6 +28,7 @@ func checkCommand(ctx context.Context, s *streams, args []string) error {
 	d := preflight.Deps{Settings: settings, SettingsErr: err, Masker: masker, Logger: log, Out: s.out, Platform: agentpkg.DetectPlatform}
 	if settings != nil {
 		masker.Add(settings.Secrets...)
+		eraseFromArgv(settings.Secrets)
 		d.WorkDir = func(ctx context.Context) error {
 			findings, err := workdir.Check(workdir.Options{Root: settings.WorkPath(), MinFree: settings.WorkMinFree, UID: -1, GID: -1, Logger: log})
 			for _, f := range findings {

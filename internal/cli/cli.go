@@ -109,7 +109,8 @@ func newFlags(c string, s *streams, withSettings bool) (*flag.FlagSet, func() ma
 	fs.SetOutput(s.err)
 	var given func() map[string]string
 	if withSettings {
-		given = config.FlagSet(fs)
+		values := config.FlagSet(fs)
+		given = func() map[string]string { return ownValues(values()) }
 	}
 	fs.Usage = func() {
 		for _, cmd := range commands {

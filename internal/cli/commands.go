@@ -33,6 +33,7 @@ func resolve(ctx context.Context, s *streams, given map[string]string, masker *l
 		return nil, log, reported{err}
 	}
 	masker.Add(settings.Secrets...)
+	eraseFromArgv(settings.Secrets)
 	log = logging.New(s.out, logging.Options{Format: settings.LogFormat, Level: settings.LogLevel}, masker)
 	for _, w := range settings.Warnings {
 		log.Warn(w)

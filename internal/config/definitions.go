@@ -64,7 +64,7 @@ var definitions = []Definition{
 	{Env: "AZP_DEREGISTER", Flag: "deregister", Default: "true", Usage: "remove the agent from the pool on exit; false keeps the registration", Kind: KindBool},
 	{Env: "AZP_RUN_AS", Flag: "run-as", Usage: "user (name, uid or uid:gid) for the agent when started as root (default: agent if the image has it)"},
 	{Env: "AZP_ECS_TASK_PROTECTION", Flag: "ecs-task-protection", Default: "auto", Usage: "hold ECS task scale-in protection while a job runs (auto: on ECS)", Kind: KindTristate},
-	{Env: "AZP_JOB_TASK_ROLE", Flag: "job-task-role", Default: "false", Usage: "pass the ECS task role's credential variables on to the agent and its jobs", Kind: KindBool},
+	{Env: "AZP_JOB_TASK_ROLE", Flag: "job-task-role", Default: "false", Usage: "pass the AWS credential variables (the ECS task role's, or static keys) on to the agent and its jobs", Kind: KindBool},
 	{Env: "AZP_CA_CERT_FILE", Flag: "ca-cert-file", Usage: "extra CA bundle (PEM), trusted by the entrypoint and handed to the agent"},
 	{Env: "HTTPS_PROXY", Flag: "https-proxy", Usage: "proxy for HTTPS requests, honoured by the entrypoint and handed to the agent", Aliases: []string{"https_proxy"}},
 	{Env: "HTTP_PROXY", Flag: "http-proxy", Usage: "proxy for HTTP requests, honoured by the entrypoint and handed to the agent", Aliases: []string{"http_proxy"}},

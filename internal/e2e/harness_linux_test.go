@@ -375,6 +375,19 @@ func procs(substr string) []int {
 	return pids
 }
 
+// orphans are the live processes a job of this instance left behind (fake-orphan, with the agent
+// root on their command line), so that other packages' tests running meanwhile do not count.
+func (in *instance) orphans() []int {
+	var out []int
+	for _, pid := range procs("fake-orphan") {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmdline), in.agentDir) && procState(pid) != 'Z' {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
 // listeners are the running listeners of an agent directory (excluding zombies).
 func (in *instance) listeners() []int {
 	var out []int

@@ -296,7 +296,7 @@ func TestOrphansReaped(t *testing.T) {
 	if n := zombiesUnder(r.pid()); n != 0 {
 		t.Fatalf("%d zombies under the entrypoint", n)
 	}
-	if n := len(procs("fake-orphan")); n != 0 {
+	if n := len(in.orphans()); n != 0 {
 		t.Fatalf("%d orphans still running", n)
 	}
 	r.stopCleanly()

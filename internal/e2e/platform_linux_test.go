@@ -298,3 +298,67 @@ func TestConfigureFailureLeavesNoGhost(t *testing.T) {
 	r.waitLog("agent deregistered", time.Second)
 	in.assertRegistered(false)
 }
+
+// A reconfiguration (here after the agent was deleted on the server, which a job could provoke)
+// runs the configure process, with the token in its environment, only after everything jobs left
+// behind has ended: nothing of a job's can read that environment.
+func TestReconfigureEndsJobLeftoversFirst(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-leftovers")
+	in.env["FAKE_AGENT_ORPHAN_SECONDS"] = "300"
+	r := in.start()
+	in.waitOnline(30 * time.Second)
+	id := h.queue(sim.JobSpec{Name: "leaves-daemons", Duration: 300 * time.Millisecond, Orphans: 2})
+	h.waitRequest(id, 15*time.Second, finished)
+	if n := len(in.orphans()); n != 2 {
+		t.Fatalf("%d job leftovers running, want 2", n)
+	}
+	if err := h.sim.DeleteAgent("Default", in.name); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.waitLog("ended processes left behind by jobs", 60*time.Second)
+	if rec["count"] != float64(2) {
+		t.Fatalf("ended %v leftovers, want 2", rec["count"])
+	}
+	in.waitOnline(30 * time.Second)
+	if n := len(in.orphans()); n != 0 {
+		t.Fatalf("%d job leftovers survived the reconfiguration", n)
+	}
+	var killedAt, configuredAt int
+	for i, rec := range r.records() {
+		switch msg, _ := rec["msg"].(string); {
+		case strings.Contains(msg, "ended processes left behind"):
+			killedAt = i
+		case strings.Contains(msg, "configuring the agent"):
+			configuredAt = i
+		}
+	}
+	if killedAt > configuredAt {
+		t.Fatal("the leftovers were ended after the configure process started")
+	}
+	r.stopCleanly()
+}
+
+// A token given as a flag is erased from the entrypoint's command line, which /proc shows to every
+// process of the same user (jobs included), and it still works.
+func TestTokenFlagErasedFromCommandLine(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-token-flag")
+	delete(in.env, "AZP_TOKEN")
+	r := in.start("--token", h.token)
+	in.waitOnline(30 * time.Second)
+	cmdline, err := os.ReadFile("/proc/" + itoa(r.pid()) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(cmdline), h.token) || !strings.Contains(string(cmdline), "--token") {
+		t.Fatalf("command line %q: the token must be erased (the flag itself stays)", cmdline)
+	}
+	// unshare, the test's launcher, still shows it: a container runtime execs the entrypoint itself.
+	for _, pid := range procs(h.token) {
+		if pid != r.cmd.Process.Pid {
+			t.Fatalf("token in the command line of pid %d", pid)
+		}
+	}
+	r.stopCleanly()
+}

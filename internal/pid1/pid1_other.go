@@ -31,6 +31,7 @@ func IsInit() bool                      { return false }
 func BecomeSubreaper() (bool, error)    { return false, errors.ErrUnsupported }
 func IsSubreaper() (bool, error)        { return false, errors.ErrUnsupported }
 func Children() ([]int, error)          { return nil, errors.ErrUnsupported }
+func KillDescendants() (int, error)     { return 0, errors.ErrUnsupported }
 func PrepareCmd(cmd *exec.Cmd, u *User) {}
 
 type Reaper struct{}

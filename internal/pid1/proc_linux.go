@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // procStat is the part of /proc/<pid>/stat this package needs.
@@ -96,4 +98,23 @@ func Children() ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// KillDescendants sends SIGKILL to every process below this one, each by its PID (never a group,
+// never -1), and returns how many it signalled. The supervisor uses it when no agent process
+// should be left: what remains then is what jobs left behind, which must not see what comes next
+// (a configure process with a token in its environment runs as the same user as jobs).
+func KillDescendants() (int, error) {
+	procs, err := readProcs("/proc")
+	if err != nil {
+		return 0, err
+	}
+	me := os.Getpid()
+	n := 0
+	for _, pid := range descendants(procs, me) {
+		if pid > 1 && pid != me && unix.Kill(pid, unix.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n, nil
 }

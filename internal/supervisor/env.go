@@ -7,13 +7,22 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 )
 
-// taskRoleEnv are the variables through which the AWS SDKs find the ECS task role. The task role
-// can read the agent's secret, so jobs do not get them unless AZP_JOB_TASK_ROLE=true.
-var taskRoleEnv = []string{
+// awsCredentialEnv are the variables through which the AWS SDKs find credentials: the ECS task
+// role's endpoint, and static or web-identity credentials elsewhere. They can read the agent's
+// secret, so jobs do not get them unless AZP_JOB_TASK_ROLE=true.
+var awsCredentialEnv = []string{
 	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 	"AWS_CONTAINER_CREDENTIALS_FULL_URI",
 	"AWS_CONTAINER_AUTHORIZATION_TOKEN",
 	"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	"AWS_ACCESS_KEY_ID",
+	"AWS_SECRET_ACCESS_KEY",
+	"AWS_SESSION_TOKEN",
+	"AWS_WEB_IDENTITY_TOKEN_FILE",
+	"AWS_ROLE_ARN",
+	"AWS_ROLE_SESSION_NAME",
+	"AWS_PROFILE",
+	"AWS_SHARED_CREDENTIALS_FILE",
 }
 
 // agentEnv builds the listener's environment from the entrypoint's: every setting and credential
@@ -30,7 +39,7 @@ func agentEnv(environ []string, s *config.Settings, extra map[string]string) []s
 		drop[k] = true
 	}
 	if !s.JobTaskRole {
-		for _, k := range taskRoleEnv {
+		for _, k := range awsCredentialEnv {
 			drop[k] = true
 		}
 	}

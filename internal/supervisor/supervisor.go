@@ -408,6 +408,15 @@ func (sv *supervisor) configure(ctx context.Context, force bool) error {
 
 	sv.state.phase(PhaseConfiguring)
 	sv.configuring = true
+	// The configure process holds the secret in its environment and runs as the same user as
+	// jobs, so nothing a job left behind may still be running (on a reconfigure after MissingAgent,
+	// which a job could provoke): end every process below us first, each by PID.
+	if n, err := pid1.KillDescendants(); err != nil {
+		return exit.Runtime(fmt.Errorf("end leftover processes before configuring: %w", err))
+	} else if n > 0 {
+		sv.log.Warn("ended processes left behind by jobs before configuring the agent", "count", n)
+		sv.o.Reaper.Kick()
+	}
 	sv.log.Info("configuring the agent", "agent", sv.name, "pool", s.Pool, "work", sv.work)
 	cctx, cancel := context.WithTimeout(ctx, configureTimeout)
 	defer cancel()
@@ -452,7 +461,20 @@ func (sv *supervisor) copyCACert() (string, error) {
 	}
 	const rel = ".azp-ca.pem"
 	dst := filepath.Join(sv.s.AgentDir, rel)
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
+	// The agent directory is writable by jobs: write a new file and rename it into place, which
+	// replaces whatever is at dst (a planted symlink included) instead of writing through it.
+	tmp, err := os.CreateTemp(sv.s.AgentDir, ".azp-ca-*.pem")
+	if err == nil {
+		_, err = tmp.Write(data)
+		err = errors.Join(err, tmp.Chmod(0o644), tmp.Close())
+		if err == nil {
+			err = os.Rename(tmp.Name(), dst)
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}
+	if err != nil {
 		return "", exit.Runtime(fmt.Errorf("write %s: %w", dst, err))
 	}
 	return rel, nil

@@ -124,16 +124,18 @@ func TestAgentEnvironment(t *testing.T) {
 		"PATH=/usr/bin", "AZP_URL=https://dev.azure.com/acme", "AZP_TOKEN=secret", "AZP_TOKEN_FILE=/run/secrets/pat",
 		"AZP_CLIENTSECRET=secret", "AZP_SECRET_ID=arn", "VSTS_AGENT_INPUT_TOKEN=secret", "vsts_agent_input_password=x",
 		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/x", "AWS_CONTAINER_AUTHORIZATION_TOKEN=t",
+		"AWS_ACCESS_KEY_ID=AKIA", "AWS_SECRET_ACCESS_KEY=s", "AWS_SESSION_TOKEN=t", "AWS_REGION=eu-west-1",
 		"ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x", "MY_VAR=1",
 	}
 	env := agentEnv(environ, s, map[string]string{"HOME": "/home/agent"})
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AZP_") || strings.HasPrefix(strings.ToUpper(k), "VSTS_AGENT_INPUT_") || strings.HasPrefix(k, "AWS_CONTAINER_") {
+		if strings.HasPrefix(k, "AZP_") || strings.HasPrefix(strings.ToUpper(k), "VSTS_AGENT_INPUT_") || strings.HasPrefix(k, "AWS_CONTAINER_") ||
+			k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY" || k == "AWS_SESSION_TOKEN" {
 			t.Errorf("listener environment keeps %s", k)
 		}
 	}
-	for _, want := range []string{"PATH=/usr/bin", "MY_VAR=1", "HOME=/home/agent", "VSTS_HTTP_PROXY=http://proxy:3128",
+	for _, want := range []string{"PATH=/usr/bin", "MY_VAR=1", "AWS_REGION=eu-west-1", "HOME=/home/agent", "VSTS_HTTP_PROXY=http://proxy:3128",
 		"no_proxy=169.254.170.2", "AGENT_TOOLSDIRECTORY=/efs/tools", "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x"} {
 		if !slices.Contains(env, want) {
 			t.Errorf("listener environment lacks %s", want)
