@@ -206,7 +206,7 @@ func choose(ctx context.Context, log *slog.Logger, l Lister, platform, pin strin
 	default:
 		pkg = Package{Version: pin}
 		url := PublicURL(pin, platform)
-		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", url)
+		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", RedactURL(url))
 		notFound = func(err error) error {
 			return exit.Config(fmt.Errorf("%w: the pinned version is not listed by the server either (check AZP_AGENT_VERSION)", err))
 		}
@@ -245,7 +245,7 @@ func Install(ctx context.Context, o Options, url, sha256 string) (Marker, error)
 		url = PublicURL(o.Version, platform)
 	}
 	if want == "" {
-		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", url)
+		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", RedactURL(url))
 	}
 	pkg := Package{Version: o.Version, Platform: platform, URL: url, SHA256: want}
 	return o.deliver(ctx, pkg, func(err error) error {
@@ -263,7 +263,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
-		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, pkg.URL, err)
+		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, RedactURL(pkg.URL), err)
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
 		}
@@ -353,8 +353,8 @@ func (o *Options) download(ctx context.Context, pkg Package, newRoot string, own
 	defer cancel()
 	f := newFetcher(ctx, o, pkg.URL)
 	defer f.Close()
-	o.logger().Info("downloading agent package", "version", pkg.Version, "platform", pkg.Platform, "url", pkg.URL)
-	prog := startProgress(o.logger(), o.Progress, o.progressInterval(), pkg.Version, pkg.URL, f.offset.Load, f.size.Load)
+	o.logger().Info("downloading agent package", "version", pkg.Version, "platform", pkg.Platform, "url", f.shown)
+	prog := startProgress(o.logger(), o.Progress, o.progressInterval(), pkg.Version, f.shown, f.offset.Load, f.size.Load)
 	var w io.Writer
 	if tee != nil {
 		w = writerFunc(func(b []byte) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,12 +18,57 @@ import (
 
 // HTTPStatusError is a download answered with a status that retrying will not change.
 type HTTPStatusError struct {
-	URL    string
+	URL    string // as RedactURL shows it
 	Status int
 }
 
 func (e *HTTPStatusError) Error() string {
-	return fmt.Sprintf("GET %s: %d %s", e.URL, e.Status, http.StatusText(e.Status))
+	return fmt.Sprintf("GET %s: %d %s", RedactURL(e.URL), e.Status, http.StatusText(e.Status))
+}
+
+// RedactURL is the form of a download URL fit for logs and error text: no user-info, and the
+// query (where SAS signatures and tokens travel) shown as "?…"; the fragment is dropped. Text that
+// does not parse as a URL loses everything up to the last "@" after the scheme and everything from
+// the first "?" or "#" after that. url.URL.Redacted hides only the password.
+func RedactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		query := u.RawQuery != "" || u.ForceQuery
+		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+		out := u.String()
+		if query {
+			out += "?…"
+		}
+		return out
+	}
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i > 0 && validScheme(raw[:i]) {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		prefix, rest = prefix+"***@", rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		if rest[i] == '?' {
+			return prefix + rest[:i] + "?…"
+		}
+		rest = rest[:i]
+	}
+	return prefix + rest
+}
+
+// validScheme reports whether s is a URL scheme (RFC 3986: a letter, then letters, digits, "+",
+// "-" or "."), so that a "://" inside a password does not count as the end of one.
+func validScheme(s string) bool {
+	for i, c := range s {
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // fetcher is an io.Reader over one URL that survives dropped connections: after a failure it asks
@@ -32,6 +78,7 @@ type fetcher struct {
 	ctx       context.Context
 	client    *http.Client
 	url       string
+	shown     string // url as logs and errors show it (RedactURL)
 	authorize func(*http.Request)
 	log       *slog.Logger
 	retries   int           // failures in a row without progress before giving up
@@ -53,7 +100,7 @@ const maxResumes = 100 // a server that drops every few kilobytes is not a serve
 
 func newFetcher(ctx context.Context, o *Options, url string) *fetcher {
 	f := &fetcher{
-		ctx: ctx, client: o.httpClient(), url: url, authorize: o.Authorize, log: o.logger(),
+		ctx: ctx, client: o.httpClient(), url: url, shown: RedactURL(url), authorize: o.Authorize, log: o.logger(),
 		retries: o.retries(), delay: o.retryDelay(), stall: o.stallTimeout(),
 	}
 	f.size.Store(-1)
@@ -109,7 +156,7 @@ func (f *fetcher) failed(err error) error {
 		return &downloadError{fmt.Errorf("%w (gave up after %d attempts, %d of %s bytes received)", err, f.resumes, f.offset.Load(), sizeText(f.size.Load()))}
 	}
 	d := min(f.delay<<min(f.failures-1, 10), 10*time.Second)
-	f.log.Warn("agent package download interrupted, retrying", "url", f.url, "offset", f.offset.Load(),
+	f.log.Warn("agent package download interrupted, retrying", "url", f.shown, "offset", f.offset.Load(),
 		"attempt", f.failures, "retryIn", d.String(), "error", err.Error())
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -155,7 +202,8 @@ func (f *fetcher) try() error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		cancel()
-		return exit.Config(fmt.Errorf("agent package URL %q: %w", f.url, err))
+		// The parser's message quotes the URL, or a piece of it (`invalid port ":pw"`).
+		return exit.Config(fmt.Errorf("agent package URL %q is not a valid URL", f.shown))
 	}
 	// identity: a .tar.gz must arrive byte for byte (the hash is over those bytes), never
 	// transparently gunzipped by the transport.
@@ -175,7 +223,12 @@ func (f *fetcher) try() error {
 	if err != nil {
 		f.watchdog.Stop()
 		cancel()
-		return err // a *url.Error, which names the URL
+		// A *url.Error names the URL (of the last redirect) with only the password hidden.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = RedactURL(ue.URL)
+		}
+		return err
 	}
 	fail := func(err error) error {
 		f.watchdog.Stop()
@@ -194,25 +247,25 @@ func (f *fetcher) try() error {
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != off {
-			return fail(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", f.url, off, resp.Header.Get("Content-Range")))
+			return fail(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", f.shown, off, resp.Header.Get("Content-Range")))
 		}
 		if total >= 0 {
 			f.size.Store(total)
 		}
-		f.log.Info("resuming agent package download", "url", f.url, "offset", off)
+		f.log.Info("resuming agent package download", "url", f.shown, "offset", off)
 	case resp.StatusCode == http.StatusOK && off > 0:
 		if f.validtor != "" {
-			return fail(fmt.Errorf("GET %s: %w", f.url, errChanged))
+			return fail(fmt.Errorf("GET %s: %w", f.shown, errChanged))
 		}
 		// No validator and no range support: skip what we already have.
 		if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
-			return fail(fmt.Errorf("GET %s: skip %d bytes already received: %w", f.url, off, err))
+			return fail(fmt.Errorf("GET %s: skip %d bytes already received: %w", f.shown, off, err))
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && f.size.Load() >= 0 && off >= f.size.Load():
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(""))
 	default:
-		return fail(&HTTPStatusError{URL: f.url, Status: resp.StatusCode})
+		return fail(&HTTPStatusError{URL: f.shown, Status: resp.StatusCode})
 	}
 	f.body, f.cancel = resp.Body, cancel
 	return nil

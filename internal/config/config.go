@@ -412,17 +412,34 @@ func secretValues(raw, secretVals map[string]string) []string {
 			add(secretVals[d.Env])
 		}
 	}
-	for _, env := range []string{"AZP_URL", "HTTPS_PROXY", "HTTP_PROXY", "AZURE_AUTHORITY_HOST"} {
-		u, err := url.Parse(strings.TrimSpace(raw[env]))
+	for _, env := range urlSettings {
+		v := strings.TrimSpace(raw[env])
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if proxy := env == "HTTPS_PROXY" || env == "HTTP_PROXY"; proxy {
+			// Parse a proxy as validation (and net/http) does: "user:pw@host:3128" has no scheme,
+			// and url.Parse reads "user" as one, so it would find no user-info.
+			if pu, perr := parseProxyURL(v); perr == nil {
+				u, err = pu, nil
+			}
+		}
 		if err != nil || u.User == nil {
 			continue
 		}
+		// Also the form as written: "p%21ss" is not an escaping the masker derives from "p!ss".
+		user, _ := rawUserinfo(v)
 		if p, ok := u.User.Password(); ok {
 			add(p)
+			if _, rp, ok := strings.Cut(user, ":"); ok {
+				add(rp)
+			}
 		} else if env == "AZP_URL" {
 			// https://<pat>@dev.azure.com/acme, as git remotes are written: the user name is the
 			// token. A proxy's bare user name is not a secret, and masking it would hide words.
 			add(u.User.Username())
+			add(user)
 		}
 	}
 	// Longest first, so that a secret holding another is scrubbed whole.
@@ -449,10 +466,45 @@ func scrub(v string, secrets []string) string {
 	return redactUserinfo(v)
 }
 
+// urlSettings are the settings whose values are URLs that may carry credentials: their values
+// in error text go through redactURL.
+var urlSettings = []string{"AZP_URL", "HTTPS_PROXY", "HTTP_PROXY", "AZURE_AUTHORITY_HOST"}
+
+// splitScheme splits "scheme://rest" into "scheme://" and rest; without a valid scheme before the
+// first "://", prefix is empty (a "://" inside a password is not a scheme separator).
+func splitScheme(v string) (prefix, rest string) {
+	i := strings.Index(v, "://")
+	if i <= 0 {
+		return "", v
+	}
+	for j, c := range v[:i] {
+		letter := ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+		if !letter && (j == 0 || !(('0' <= c && c <= '9') || c == '+' || c == '-' || c == '.')) {
+			return "", v
+		}
+	}
+	return v[:i+3], v[i+3:]
+}
+
+// rawUserinfo returns the user-info of a URL that parses, as written: the text between the scheme
+// (when there is one) and the last "@" of the authority, which ends at the first "/", "?" or "#".
+func rawUserinfo(v string) (string, bool) {
+	_, rest := splitScheme(v)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", false
+	}
+	return rest[:at], true
+}
+
 // redactUserinfo hides what sits between "scheme://" and the last "@", also when the text does not
 // parse as a URL (the case that reaches an error message): an unescaped "/" or "#" in a password
 // hides where the authority ends, so the last "@" anywhere counts. A path holding "@" loses a
-// little of what the error shows, which is the safe way to be wrong.
+// little of what the error shows, which is the safe way to be wrong. Text without "://" is left
+// alone here (every setting's value passes through); for URL settings redactURL covers that case.
 func redactUserinfo(v string) string {
 	i := strings.Index(v, "://")
 	if i < 0 {
@@ -464,6 +516,23 @@ func redactUserinfo(v string) string {
 		return v
 	}
 	return v[:i+3] + masked + rest[at:]
+}
+
+// redactURL is the form of a URL-valued setting shown in error text: everything before the last
+// "@" after the scheme, or from the start when there is no scheme ("user:pw@proxy:3128",
+// "<pat>@dev.azure.com/acme"), is masked, and a query or fragment after it is cut to "?…" or "#…"
+// (signed URLs and tokens travel there). The user-info goes first, so that a "?" or "#" inside a
+// password cannot end what is masked.
+func redactURL(v string) string {
+	prefix, rest := splitScheme(v)
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		prefix += masked + "@"
+		rest = rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i+1] + "…"
+	}
+	return prefix + rest
 }
 
 func (s *Settings) fill(raw, secretVals map[string]string) error {
@@ -590,6 +659,9 @@ func (s *Settings) fill(raw, secretVals map[string]string) error {
 	all := make([]error, 0, len(errs)+1)
 	for _, e := range errs {
 		e.Value = scrub(e.Value, secrets)
+		if slices.Contains(urlSettings, e.Setting) {
+			e.Value = redactURL(e.Value)
+		}
 		all = append(all, e)
 	}
 	if credErr != nil {

@@ -329,8 +329,14 @@ func invalidInputs(t *testing.T) []invalidCase {
 		{env: "AZP_URL", value: "dev.azure.com/acme", problem: "not an organisation URL"},
 		{env: "AZP_URL", value: "ftp://dev.azure.com/acme", problem: "not an organisation URL"},
 		{env: "AZP_URL", value: "https://", problem: "not an organisation URL"},
-		{env: "AZP_URL", value: "https://dev.azure.com/acme?x=1", problem: "not an organisation URL"},
-		{env: "AZP_URL", value: "https://dev.azure.com/acme#x", problem: "not an organisation URL"},
+		// The query and fragment are not shown (tokens and signatures travel there), nor user-info
+		// with or without a scheme.
+		{env: "AZP_URL", value: "https://dev.azure.com/acme?x=1", problem: "not an organisation URL", shown: "https://dev.azure.com/acme?…"},
+		{env: "AZP_URL", value: "https://dev.azure.com/acme#x", problem: "not an organisation URL", shown: "https://dev.azure.com/acme#…"},
+		{env: "AZP_URL", value: "https://dev.azure.com/acme?token=qtok0123456789#frag0123456789", problem: "not an organisation URL", shown: "https://dev.azure.com/acme?…"},
+		{env: "AZP_URL", value: "pat0123456789@dev.azure.com/acme", problem: "not an organisation URL", shown: "***@dev.azure.com/acme"},
+		{env: "AZP_URL", value: "me:pw0123456789@dev.azure.com/acme?x=1", problem: "not an organisation URL", shown: "***@dev.azure.com/acme?…"},
+		{env: "AZP_URL", value: "https://me:pw#0123?456789@dev.azure.com/acme", problem: "not an organisation URL", shown: "https://***@dev.azure.com/acme"},
 		{env: "AZP_URL", value: "http://[::1", problem: "not an organisation URL"},
 		{env: "AZP_URL", value: "https://dev.azure.com", problem: "names no organisation"},
 		{env: "AZP_URL", value: "https://dev.azure.com/", problem: "names no organisation"},
@@ -404,6 +410,9 @@ func invalidInputs(t *testing.T) []invalidCase {
 		{env: "HTTPS_PROXY", value: ":3128", problem: "not a proxy URL"},
 		{env: "HTTPS_PROXY", value: "http://user:pw1234@[bad", problem: "not a proxy URL", shown: "http://***@[bad"},
 		{env: "HTTP_PROXY", value: "socks4://proxy:1080", problem: "not a proxy URL"},
+		{env: "HTTPS_PROXY", value: "user:Sup3rSecretPw@127.0.0.1:badport", problem: "not a proxy URL", shown: "***@127.0.0.1:badport"},
+		{env: "HTTP_PROXY", value: "user:Sup3rSecretPw@[bad", problem: "not a proxy URL", shown: "***@[bad"},
+		{env: "HTTP_PROXY", value: "us:er:pa://ss@proxy/x", problem: "not a proxy URL", shown: "***@proxy/x"},
 		{env: "AZURE_AUTHORITY_HOST", value: "login.microsoftonline.us", problem: "not an authority URL"},
 		{env: "AZURE_AUTHORITY_HOST", value: "ftp://login.microsoftonline.us", problem: "not an authority URL"},
 		{env: "AZURE_AUTHORITY_HOST", value: "https://u:pw5678@login.microsoftonline.us/", problem: "not an authority URL", shown: "https://***@login.microsoftonline.us/"},
@@ -776,6 +785,10 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 			"token in URL password":          {env: map[string]string{"AZP_URL": "https://u:" + esc(secret) + "@dev.azure.com/acme", "AZP_TOKEN": secret}},
 			"proxy password, bad proxy":      {env: map[string]string{"AZP_URL": u, "AZP_TOKEN": "tok12345", "HTTPS_PROXY": "http://u:" + esc(secret) + "@[bad"}},
 			"proxy password, raw":            {env: map[string]string{"AZP_URL": u, "AZP_TOKEN": "tok12345", "HTTP_PROXY": "ftp://u:" + secret + "@proxy"}},
+			"proxy password, no scheme":      {env: map[string]string{"AZP_URL": u, "AZP_TOKEN": "tok12345", "HTTPS_PROXY": "u:" + secret + "@127.0.0.1:badport"}},
+			"token in URL user, no scheme":   {env: map[string]string{"AZP_URL": esc(secret) + "@dev.azure.com/acme"}},
+			"token in URL query":             {env: map[string]string{"AZP_URL": u + "?token=" + secret}},
+			"token in URL fragment":          {env: map[string]string{"AZP_URL": u + "#" + secret}},
 			"pat and sp":                     {env: map[string]string{"AZP_URL": u, "AZP_TOKEN": secret, "AZP_CLIENTSECRET": secret}},
 			"partial sp":                     {env: map[string]string{"AZP_URL": u, "AZP_CLIENTSECRET": secret, "AZP_CLIENTID": "cid"}},
 			"secret pat and sp":              {env: map[string]string{"AZP_URL": u}, secret: map[string]string{"AZP_TOKEN": secret, "AZP_TENANTID": "tid", "AZP_STOP_TIMEOUT": secret}},
@@ -851,6 +864,54 @@ func TestProxy(t *testing.T) {
 			t.Errorf("the proxy URL must reach the HTTP client whole: %q", s.HTTPSProxy)
 		}
 	})
+	// Every form the validation accepts registers its password (not a bare user name), as written
+	// and decoded.
+	for _, c := range []struct {
+		env, value string
+		want       []string
+	}{
+		{"HTTPS_PROXY", "user:Sup3rSecretPw@127.0.0.1:3128", []string{"Sup3rSecretPw"}},
+		{"HTTP_PROXY", "user:Sup3rSecretPw@proxy", []string{"Sup3rSecretPw"}},
+		{"HTTPS_PROXY", "https://user:Sup3rSecretPw@proxy:3128", []string{"Sup3rSecretPw"}},
+		{"HTTPS_PROXY", "socks5h://user:Sup3rSecretPw@proxy:1080", []string{"Sup3rSecretPw"}},
+		{"HTTPS_PROXY", "user:p%21ss%40word@proxy:3128", []string{"p!ss@word", "p%21ss%40word"}},
+		{"HTTPS_PROXY", "user@proxy:3128", nil},
+		{"HTTP_PROXY", "http://user@proxy:3128", nil},
+	} {
+		t.Run("password/"+c.value, func(t *testing.T) {
+			s, err := layers{env: with(b, c.env, c.value)}.resolve(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range c.want {
+				if !slices.Contains(s.Secrets, w) {
+					t.Errorf("Secrets %q lack %q", s.Secrets, w)
+				}
+			}
+			if slices.Contains(s.Secrets, "user") {
+				t.Errorf("a bare user name is not a secret: %q", s.Secrets)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                     "",
+		"proxy:3128":                           "proxy:3128",
+		"https://dev.azure.com/acme":           "https://dev.azure.com/acme",
+		"user:pw@host:1":                       "***@host:1",
+		"a@b@host/p?q=1#f":                     "***@host/p?…",
+		"https://u:p@h/x@y":                    "https://***@y",
+		"https://h/x?sig=1@z":                  "https://***@z",
+		"user:pa://ss@host":                    "***@host",
+		"https://dev.azure.com/acme?token=abc": "https://dev.azure.com/acme?…",
+		"dev.azure.com/acme#tok":               "dev.azure.com/acme#…",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestFlagSet(t *testing.T) {

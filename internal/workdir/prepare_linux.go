@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
@@ -35,6 +36,10 @@ func Prepare(ctx context.Context, o Options) (*Lease, error) {
 	}
 	root, err := absSetting(settingWork, o.Root)
 	if err != nil {
+		return nil, err
+	}
+	// From here on root names no symlink: what lies below it is worked on without following one.
+	if root, err = resolveRoot(settingWork, root); err != nil {
 		return nil, err
 	}
 	m, err := Detect(root)
@@ -136,6 +141,9 @@ func PrepareTools(dir string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
+	if p, err = resolveRoot(settingTools, p); err != nil {
+		return err
+	}
 	m, err := Detect(p)
 	if err != nil {
 		return exit.Runtime(err)
@@ -178,6 +186,10 @@ func Check(o Options) ([]Finding, error) {
 		add(LevelError, o.Root, err.Error(), err)
 		return out, firstErr()
 	}
+	if root, err = resolveRoot(settingWork, root); err != nil {
+		add(LevelError, o.Root, err.Error(), err)
+		return out, firstErr()
+	}
 	m, err := Detect(root)
 	if err != nil {
 		err = exit.Runtime(err)
@@ -190,7 +202,7 @@ func Check(o Options) ([]Finding, error) {
 		add(LevelError, root, err.Error(), err)
 		return out, firstErr()
 	}
-	fi, err := os.Stat(root)
+	fi, err := os.Lstat(root)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		anc, aerr := nearestExisting(root)
@@ -274,7 +286,7 @@ func Check(o Options) ([]Finding, error) {
 		} else {
 			uid := effectiveUID(o.UID)
 			var st unix.Stat_t
-			if unix.Stat(root, &st) == nil && int(st.Uid) != uid {
+			if unix.Lstat(root, &st) == nil && int(st.Uid) != uid {
 				msg := fmt.Sprintf("owned by uid %d, not the agent's uid %d", st.Uid, uid)
 				if os.Geteuid() == 0 && o.UID >= 0 {
 					msg += "; the owner of this directory (not its contents) is changed at start"
@@ -306,11 +318,16 @@ func readOnlyError(setting, p string, m Mount) error {
 }
 
 // mkdirAllOwned creates p and its missing parents and gives each directory it created (and only
-// those) to uid:gid. It returns the created directories.
+// those) to uid:gid. It returns the created directories. p is below a root that resolveRoot
+// returned, so a symlink met on the way (the existing directory it adopts, one made meanwhile
+// under a name it was about to create) was planted there: it is refused, not followed.
 func mkdirAllOwned(setting, p string, uid, gid int) ([]string, error) {
 	var missing []string
 	for cur := p; ; cur = filepath.Dir(cur) {
-		if _, err := os.Lstat(cur); err == nil {
+		if fi, err := os.Lstat(cur); err == nil {
+			if fi.Mode()&os.ModeSymlink != 0 {
+				return nil, symlinkError(setting, cur)
+			}
 			break
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, accessError(setting, cur, "inspect", err)
@@ -325,7 +342,12 @@ func mkdirAllOwned(setting, p string, uid, gid int) ([]string, error) {
 		d := missing[i]
 		if err := os.Mkdir(d, 0o755); err != nil {
 			if errors.Is(err, os.ErrExist) {
-				continue // made by someone else meanwhile (another agent on the same volume)
+				// Made by someone else meanwhile (another agent on the same volume), or a
+				// symlink planted there.
+				if fi, lerr := os.Lstat(d); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+					return created, symlinkError(setting, d)
+				}
+				continue
 			}
 			return created, accessError(setting, d, "create", err)
 		}
@@ -342,9 +364,12 @@ func mkdirAllOwned(setting, p string, uid, gid int) ([]string, error) {
 }
 
 func requireDir(setting, p string) error {
-	fi, err := os.Stat(p)
+	fi, err := os.Lstat(p)
 	if err != nil {
 		return accessError(setting, p, "inspect", err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return symlinkError(setting, p)
 	}
 	if !fi.IsDir() {
 		return exit.Config(fmt.Errorf("%s %s exists but is not a directory: remove it or point %s at a directory", setting, p, setting))
@@ -425,12 +450,27 @@ func effectiveUID(uid int) int {
 // recurses: below the top, only the directories we created were chowned (by mkdirAllOwned). When
 // the owner cannot be changed (EFS access point, root squash, not root) it is an error only if the
 // user cannot write there, as far as the mode bits tell on a local filesystem.
+//
+// p is inspected and chowned through one descriptor opened without following a symlink (at p, and
+// where the kernel can refuse them, anywhere in p), so that a symlink put there between a check
+// and the chown cannot redirect it.
 func fixOwnership(setting, p string, m Mount, uid, gid int, created []string) ([]string, error) {
 	if uid < 0 {
 		return nil, nil
 	}
+	fd, err := openDirNoFollow(p)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, symlinkError(setting, p)
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			return nil, requireDir(setting, p)
+		}
+		return nil, accessError(setting, p, "inspect", err)
+	}
+	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, accessError(setting, p, "inspect", err)
 	}
 	wantGID := gid
@@ -440,7 +480,11 @@ func fixOwnership(setting, p string, m Mount, uid, gid int, created []string) ([
 	if int(st.Uid) == uid && int(st.Gid) == wantGID {
 		return nil, nil
 	}
-	cerr := os.Chown(p, uid, gid)
+	// O_PATH descriptor: fchownat(fd, "", AT_EMPTY_PATH) is fchown for it.
+	var cerr error
+	if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+		cerr = &os.PathError{Op: "chown", Path: p, Err: err}
+	}
 	if cerr == nil {
 		return nil, nil
 	}
@@ -530,4 +574,82 @@ func formatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// openDirNoFollow opens directory p as an O_PATH descriptor (enough to fstat and chown it, and it
+// needs no read permission) without following a symlink: with openat2 RESOLVE_NO_SYMLINKS none in
+// the whole path, else (kernels before 5.6, seccomp profiles without openat2) none at the last
+// component. A symlink gives ELOOP.
+func openDirNoFollow(p string) (int, error) {
+	flags := uint64(unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC)
+	fd, err := unix.Openat2(unix.AT_FDCWD, p, &unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_NO_SYMLINKS})
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		fd, err = unix.Open(p, int(flags), 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// maxLinks bounds the symlinks followed while resolving a configured path, as the kernel does.
+const maxLinks = 40
+
+// resolveRoot resolves the symlinks in an operator's AZP_WORK or AZP_TOOLS_DIR once, at the start,
+// so that what follows works on a path without any (a volume mounted elsewhere and linked to
+// /azp/work keeps working). The part that does not exist yet is kept as written; it is created as
+// directories. Running as root, only symlinks owned by root are followed: a job, running as the
+// agent's user, can plant one where the work root was (mv _work _work.old; ln -s /etc _work) on a
+// volume that outlives the container, and root would then chown its target at the next start.
+func resolveRoot(setting, p string) (string, error) {
+	euid := os.Geteuid()
+	resolved := "/"
+	rest := strings.Split(strings.TrimPrefix(filepath.Clean(p), "/"), "/")
+	links := 0
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		if c == "" || c == "." {
+			continue
+		}
+		next := filepath.Join(resolved, c) // resolved holds no symlink, so ".." is lexical
+		var st unix.Stat_t
+		err := unix.Lstat(next, &st)
+		if errors.Is(err, unix.ENOENT) {
+			return filepath.Join(append([]string{next}, rest...)...), nil
+		}
+		if err != nil {
+			return "", accessError(setting, next, "inspect", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			resolved = next
+			continue
+		}
+		if int(st.Uid) != 0 && int(st.Uid) != euid {
+			return "", exit.Config(fmt.Errorf("%s %s: %s is a symbolic link owned by uid %d, which a job running as that user could have put there; "+
+				"the entrypoint follows only symlinks owned by root (or by the user it runs as): replace it with a directory, "+
+				"or, if you made it on purpose, give it to root (chown -h 0:0 %s)", setting, p, next, st.Uid, next))
+		}
+		if links++; links > maxLinks {
+			return "", exit.Config(fmt.Errorf("%s %s: too many levels of symbolic links", setting, p))
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", accessError(setting, next, "inspect", err)
+		}
+		if filepath.IsAbs(target) {
+			resolved = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return resolved, nil
+}
+
+// symlinkError refuses a symlink found below a resolved work root, tools directory or slot: a job
+// may have planted it, and root does not chown (or hand to the agent) what it points to.
+func symlinkError(setting, p string) error {
+	target, _ := os.Readlink(p)
+	return exit.Config(fmt.Errorf("%s: %s is a symbolic link (to %q), not a directory; the entrypoint does not follow a symlink inside the work directory, "+
+		"where a job could have planted it: remove the link (the next start creates the directory), or point %s at the real directory",
+		setting, p, target, setting))
 }
