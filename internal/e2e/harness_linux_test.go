@@ -227,6 +227,19 @@ func (r *run) signal(sig syscall.Signal) {
 	}
 }
 
+// stopWithin sends SIGTERM and returns the exit code, failing the test unless the entrypoint is
+// gone before limit (a platform's SIGKILL, or a limit the contract sets).
+func (r *run) stopWithin(limit time.Duration) int {
+	r.in.h.t.Helper()
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	code := r.wait(limit + 10*time.Second)
+	if took := time.Since(start); took >= limit {
+		r.in.h.t.Fatalf("the stop took %s, want within %s", took, limit)
+	}
+	return code
+}
+
 // stopCleanly sends SIGTERM and expects exit 0 and, unless told to keep it, no registration left.
 func (r *run) stopCleanly() {
 	r.in.h.t.Helper()
