@@ -76,11 +76,9 @@ type supervisor struct {
 	// configuring is set once configure has been started: from then on an agent with our name
 	// may exist on the server even if .agent was never written, and a failure must remove it.
 	configuring bool
-	protect     *ecs.Protection
+	protector   *protector
 	busy        bool
 	jobName     string
-	protOn      bool
-	protNext    time.Time
 }
 
 // Run is the lifecycle of `azp-entrypoint run`. It returns nil after a clean stop (deregistered
@@ -272,7 +270,7 @@ func (sv *supervisor) resolveECS(ctx context.Context) {
 	}
 	if s.ECSTaskProtection.Resolve(onECS) {
 		if p, ok := ecs.ProtectionFromEnv(sv.o.Getenv); ok {
-			sv.protect = p
+			sv.protector = newProtector(p, sv.stop, sv.log)
 		} else if s.ECSTaskProtection == config.On {
 			sv.log.Warn("AZP_ECS_TASK_PROTECTION=true but ECS_AGENT_URI is not set; task protection is off")
 		}
@@ -660,30 +658,16 @@ func (sv *supervisor) setBusy(busy bool, job string) {
 			}
 		})
 	}
-	// Once stopping, protection no longer matters (the task is going) and its calls must not eat
-	// into the stop budget.
-	if sv.protect == nil || sv.stop.isRequested() {
-		return
+	if sv.protector != nil {
+		sv.protector.want(busy)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := sv.protect.Set(ctx, busy, protectionTTL); err != nil {
-		sv.log.Warn("ECS task protection", "enabled", busy, "err", err)
-		return
-	}
-	sv.protOn = busy
-	sv.protNext = time.Now().Add(time.Duration(protectionTTL/2) * time.Minute)
-	sv.log.Info("ECS task scale-in protection", "enabled", busy)
 }
 
 // renewProtection extends scale-in protection for jobs that outlast its expiry.
 func (sv *supervisor) renewProtection() {
-	if sv.protect == nil || !sv.protOn || time.Now().Before(sv.protNext) {
-		return
+	if sv.protector != nil && sv.busy {
+		sv.protector.renew()
 	}
-	sv.protOn = false
-	sv.busy = false
-	sv.setBusy(true, sv.jobName)
 }
 
 // waitUpdate handles exits 3 and 4: the listener staged a self-update and a detached script swaps
