@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
@@ -173,9 +172,3 @@ func versionCommand(_ context.Context, s *streams, args []string) error {
 	fmt.Fprintln(s.out, version.String())
 	return nil
 }
-
-func lookupEnvFunc(env config.Env) func(string) string {
-	return func(k string) string { v, _ := env(k); return v }
-}
-
-var _ = os.Stdout

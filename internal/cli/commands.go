@@ -118,7 +118,8 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 	if *ver == "" {
 		return exit.Config(errors.New("--version is required (e.g. --version 4.260.0)"))
 	}
-	log := logging.New(s.out, logging.Options{Format: lookupEnvFunc(s.env)("AZP_LOG_FORMAT"), Level: "info"}, logging.NewMasker())
+	format, _ := s.env("AZP_LOG_FORMAT")
+	log := logging.New(s.out, logging.Options{Format: format, Level: "info"}, logging.NewMasker())
 	p := *platform
 	if p == "" {
 		var err error

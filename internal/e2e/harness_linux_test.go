@@ -365,6 +365,26 @@ func (h *harness) waitRequest(id int64, timeout time.Duration, cond func(sim.Req
 	return rv
 }
 
+// startWithJob starts the entrypoint, waits for the agent to be online, queues a job and waits
+// until the listener runs it.
+func (in *instance) startWithJob(spec sim.JobSpec, args ...string) (*run, int64) {
+	in.h.t.Helper()
+	r := in.start(args...)
+	in.waitOnline(30 * time.Second)
+	id := in.h.queue(spec)
+	in.h.waitRequest(id, 10*time.Second, running)
+	r.waitLog("Running job", 10*time.Second)
+	return r, id
+}
+
+// wantResult asserts how the server saw a job end.
+func (h *harness) wantResult(id int64, result string) {
+	h.t.Helper()
+	if req, _ := h.sim.Request(id); req.Result != result {
+		h.t.Fatalf("job %d result %q, want %s", id, req.Result, result)
+	}
+}
+
 func running(r sim.RequestView) bool  { return !r.AssignTime.IsZero() }
 func finished(r sim.RequestView) bool { return !r.FinishTime.IsZero() }
 

@@ -57,11 +57,7 @@ func TestSigtermJobFits(t *testing.T) {
 	h := newHarness(t)
 	in := h.instance("e2e-drain")
 	in.env["AZP_STOP_TIMEOUT"] = "20s"
-	r := in.start()
-	in.waitOnline(30 * time.Second)
-	id := h.queue(sim.JobSpec{Name: "fits", Duration: 3 * time.Second})
-	h.waitRequest(id, 10*time.Second, running)
-	r.waitLog("Running job", 10*time.Second)
+	r, id := in.startWithJob(sim.JobSpec{Name: "fits", Duration: 3 * time.Second})
 	r.signal(syscall.SIGTERM)
 	req := h.waitRequest(id, 15*time.Second, finished)
 	if req.Result != "succeeded" {
@@ -79,18 +75,12 @@ func TestSigtermJobTooLong(t *testing.T) {
 	h := newHarness(t)
 	in := h.instance("e2e-too-long")
 	in.env["AZP_STOP_TIMEOUT"] = "10s"
-	r := in.start()
-	in.waitOnline(30 * time.Second)
-	id := h.queue(sim.JobSpec{Name: "long", Duration: 5 * time.Minute})
-	h.waitRequest(id, 10*time.Second, running)
-	r.waitLog("Running job", 10*time.Second)
+	r, id := in.startWithJob(sim.JobSpec{Name: "long", Duration: 5 * time.Minute})
 	code := r.stopWithin(10 * time.Second)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	if req, _ := h.sim.Request(id); req.Result != "canceled" {
-		t.Fatalf("job result %q, want canceled", req.Result)
-	}
+	h.wantResult(id, "canceled")
 	in.assertRegistered(false)
 }
 
@@ -112,9 +102,7 @@ func TestNoJobAfterSigterm(t *testing.T) {
 	if req, _ := h.sim.Request(second); req.AgentName != "" {
 		t.Fatalf("the second job went to %q after SIGTERM", req.AgentName)
 	}
-	if req, _ := h.sim.Request(first); req.Result != "succeeded" {
-		t.Fatalf("first job %q, want succeeded", req.Result)
-	}
+	h.wantResult(first, "succeeded")
 }
 
 // A second SIGTERM skips the drain: the job is cancelled at once.
@@ -122,20 +110,14 @@ func TestSecondSigterm(t *testing.T) {
 	h := newHarness(t)
 	in := h.instance("e2e-second-signal")
 	in.env["AZP_STOP_TIMEOUT"] = "60s"
-	r := in.start()
-	in.waitOnline(30 * time.Second)
-	id := h.queue(sim.JobSpec{Name: "long", Duration: 5 * time.Minute})
-	h.waitRequest(id, 10*time.Second, running)
-	r.waitLog("Running job", 10*time.Second)
+	r, id := in.startWithJob(sim.JobSpec{Name: "long", Duration: 5 * time.Minute})
 	r.signal(syscall.SIGTERM)
 	r.waitLog("waiting for the running job to finish", 5*time.Second)
 	code := r.stopWithin(8 * time.Second)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	if req, _ := h.sim.Request(id); req.Result != "canceled" {
-		t.Fatalf("job result %q, want canceled", req.Result)
-	}
+	h.wantResult(id, "canceled")
 	in.assertRegistered(false)
 }
 
@@ -149,9 +131,7 @@ func TestOnce(t *testing.T) {
 	if code := r.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	if req, _ := h.sim.Request(id); req.Result != "succeeded" {
-		t.Fatalf("job result %q, want succeeded", req.Result)
-	}
+	h.wantResult(id, "succeeded")
 	in.assertRegistered(false)
 }
 
