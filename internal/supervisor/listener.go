@@ -47,27 +47,6 @@ func classify(line string) event {
 	return event{}
 }
 
-// outcome sorts an exit code 1 by what the listener printed before it (reference §3, §11).
-type outcome int
-
-const (
-	outFatal outcome = iota
-	outMissingAgent
-	outSessionConflict
-)
-
-func classifyFailure(lines []string) outcome {
-	for _, l := range lines {
-		switch {
-		case strings.Contains(l, "SessionConflict") || strings.Contains(l, "session for this agent already exists"):
-			return outSessionConflict
-		case strings.Contains(l, "no longer exists on the server") || strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound"):
-			return outMissingAgent
-		}
-	}
-	return outFatal
-}
-
 // child is a supervised agent process (the listener, or configure) with its output re-emitted as
 // log records with source=agent.
 type child struct {
