@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,16 +47,53 @@ func (a Action) String() string {
 // Exit is one listener exit, as the watch loop saw it.
 type Exit struct {
 	Code     int
-	Lines    []string      // the listener's last lines of output
+	Lines    []string      // the listener's last lines of output, to explain a fatal exit
+	Said     outcome       // what those lines say (localized), a hint only
 	Ran      time.Duration // how long it ran
 	Stopping bool          // a stop was requested before or while it exited
+}
+
+// AgentFact is what the server says about this run's agent.
+type AgentFact int
+
+const (
+	AgentUnknown AgentFact = iota // not asked, or the server did not answer
+	AgentOurs                     // an agent with our name and id
+	AgentGone                     // no agent with our name
+	AgentNotOurs                  // an agent with our name but another id: someone else's now
+)
+
+func (f AgentFact) String() string {
+	switch f {
+	case AgentOurs:
+		return "ours"
+	case AgentGone:
+		return "gone"
+	case AgentNotOurs:
+		return "not ours"
+	}
+	return "unknown"
+}
+
+// Facts are what the supervisor confirmed outside the listener's output, which a job can write to.
+type Facts struct {
+	Agent AgentFact // asked after every exit 1
+	// CredentialsMissing: .credentials or .credentials_rsaparams is gone from the agent root; the
+	// listener then exits 2 with "Credentials not stored. Must reconfigure."
+	// (MessageListener.CreateSessionAsync, reference §12).
+	CredentialsMissing bool
 }
 
 // History is what earlier exits of this run taught; Decide returns the next one.
 type History struct {
 	Backoff      time.Duration // the next pause after a short run; zero means backoffMin
-	Reconfigured bool          // MissingAgent has already been answered by configuring again
+	Reconfigured bool          // the agent was already configured again once in this run
+	ShortExits   int           // failures in a row that each ran less than backoffResetRun
 }
+
+// crashLoopLimit is how many failures in a row, each within a short run, end the run: a listener
+// that cannot stay up (a broken package, a missing runtime library) is not relaunched forever.
+const crashLoopLimit = 5
 
 // Decision is Decide's answer.
 type Decision struct {
@@ -65,31 +103,53 @@ type Decision struct {
 }
 
 // Decide maps a listener exit to what happens next (contract, "Lifecycle of run" 6, 8 and 9;
-// reference §3 for the listener's exit codes, Agent.Listener/Program.cs and Constants.ReturnCode):
+// reference §3 and §12 for the listener's exit codes, Agent.Listener/Program.cs and
+// Constants.ReturnCode). What the output said is a hint; the facts decide:
 //
-//	stop requested     finish, whatever the code
-//	0                  finish (a --once job is done, or the listener ended by itself)
-//	1, MissingAgent    reconfigure once; a second time is fatal
-//	1, SessionConflict back off: the server still holds a session of ours
-//	1, otherwise       fatal (TerminatedError)
-//	3, 4               the listener staged a self-update: wait for it (RunningAgentUpdate, RunOnceAgentUpdate)
-//	2, any other       relaunch after a pause (RetryableError, or a crash)
+//	stop requested          finish, whatever the code
+//	0                       finish (a --once job is done, or the listener ended by itself)
+//	credentials missing     reconfigure (any failing code: the listener exits 2 for it)
+//	1, agent gone (server)  reconfigure (MissingAgent); a second time is fatal
+//	1, agent not ours       fatal: another registration holds our name
+//	1, SessionConflict      back off: the server still holds a session of ours
+//	1, MissingAgent said,
+//	   server unanswered    back off, to ask again
+//	1, otherwise            fatal (TerminatedError)
+//	3, 4                    the listener staged a self-update: wait for it (RunningAgentUpdate, RunOnceAgentUpdate)
+//	2, any other            relaunch after a pause (RetryableError, or a crash)
+//	crashLoopLimit failures in a row, each in a short run: fatal, naming the last lines
 //
 // It is a pure function: the watch loop carries History from one exit to the next.
-func Decide(e Exit, h History) (Decision, History) {
+func Decide(e Exit, f Facts, h History) (Decision, History) {
 	backoff := h.Backoff
 	if backoff <= 0 || e.Ran >= backoffResetRun {
 		backoff = backoffMin
 	}
 	next := h
 	next.Backoff = backoff
+	if e.Ran >= backoffResetRun {
+		next.ShortExits = 0
+	}
 	pause := func(reason string) (Decision, History) {
 		act := Backoff
 		if e.Ran >= backoffResetRun {
 			act = Relaunch
+		} else {
+			next.ShortExits++
+			if next.ShortExits >= crashLoopLimit {
+				return Decision{Action: Fatal, Reason: fmt.Sprintf("%s, the %s time in a row within %s (crash loop); its last lines: %s",
+					reason, ordinal(next.ShortExits), backoffResetRun, lastLines(e.Lines, 3))}, next
+			}
 		}
 		next.Backoff = min(2*backoff, backoffMax)
 		return Decision{Action: act, Wait: backoff, Reason: reason}, next
+	}
+	reconfigure := func(reason string) (Decision, History) {
+		if h.Reconfigured {
+			return Decision{Action: Fatal, Reason: reason + ", a second time after configuring it again"}, next
+		}
+		next.Reconfigured = true
+		return Decision{Action: Reconfigure, Reason: reason}, next
 	}
 	if e.Stopping {
 		return Decision{Action: Finish, Reason: "stop requested"}, next
@@ -97,22 +157,51 @@ func Decide(e Exit, h History) (Decision, History) {
 	switch e.Code {
 	case 0:
 		return Decision{Action: Finish, Reason: "the listener finished"}, next
-	case 1:
-		switch classifyFailure(e.Lines) {
-		case outMissingAgent:
-			if h.Reconfigured {
-				return Decision{Action: Fatal, Reason: "lost its registration twice (MissingAgent)"}, next
-			}
-			next.Reconfigured = true
-			return Decision{Action: Reconfigure, Reason: "the server no longer knows this agent (MissingAgent)"}, next
-		case outSessionConflict:
-			return pause("a session for this agent still exists (SessionConflict)")
-		}
-		return Decision{Action: Fatal, Reason: "exited 1 (fatal; its output is logged above with source=agent)"}, next
 	case 3, 4:
 		return Decision{Action: WaitUpdate, Reason: "the agent is updating itself"}, next
 	}
-	return pause(fmt.Sprintf("exited %d", e.Code))
+	if f.CredentialsMissing {
+		return reconfigure(fmt.Sprintf("exited %d: its credentials (.credentials, .credentials_rsaparams) are missing", e.Code))
+	}
+	if e.Code != 1 {
+		return pause(fmt.Sprintf("exited %d", e.Code))
+	}
+	switch {
+	case f.Agent == AgentGone:
+		return reconfigure("exited 1: the server no longer knows this agent (MissingAgent)")
+	case f.Agent == AgentNotOurs:
+		return Decision{Action: Fatal, Reason: "exited 1: another agent now holds its name in the pool (replaced by another container?)"}, next
+	case e.Said == outSessionConflict:
+		return pause("exited 1: a session for this agent still exists (SessionConflict)")
+	case e.Said == outMissingAgent && f.Agent == AgentUnknown:
+		return pause("exited 1 saying the server no longer knows it, which the server did not confirm yet")
+	}
+	return Decision{Action: Fatal, Reason: fmt.Sprintf("exited 1 (fatal; its last lines: %s)", lastLines(e.Lines, 3))}, next
+}
+
+func ordinal(n int) string {
+	switch n {
+	case 1:
+		return "1st"
+	case 2:
+		return "2nd"
+	case 3:
+		return "3rd"
+	}
+	return fmt.Sprintf("%dth", n)
+}
+
+// lastLines quotes the last n lines for a message.
+func lastLines(lines []string, n int) string {
+	if len(lines) == 0 {
+		return "(none)"
+	}
+	lines = lines[max(0, len(lines)-n):]
+	q := make([]string, len(lines))
+	for i, l := range lines {
+		q[i] = strconv.Quote(l)
+	}
+	return strings.Join(q, ", ")
 }
 
 // outcome sorts an exit code 1 by what the listener printed before it (reference §3, §11).
@@ -123,15 +212,3 @@ const (
 	outMissingAgent
 	outSessionConflict
 )
-
-func classifyFailure(lines []string) outcome {
-	for _, l := range lines {
-		switch {
-		case strings.Contains(l, "SessionConflict") || strings.Contains(l, "session for this agent already exists"):
-			return outSessionConflict
-		case strings.Contains(l, "no longer exists on the server") || strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound"):
-			return outMissingAgent
-		}
-	}
-	return outFatal
-}

@@ -39,6 +39,20 @@ func (sv *supervisor) newRegistration(pool int) *registration {
 	return r
 }
 
+// fact asks the server what became of this run's agent.
+func (r *registration) fact(ctx context.Context) AgentFact {
+	a, err := r.server.Agent(ctx, r.pool, r.name)
+	switch {
+	case err != nil:
+		return AgentUnknown
+	case a == nil:
+		return AgentGone
+	case r.id != 0 && a.ID != r.id:
+		return AgentNotOurs
+	}
+	return AgentOurs
+}
+
 // owned is whether anything of this run may be registered.
 func (r *registration) owned() bool { return r != nil && (r.id != 0 || r.mayExist) }
 

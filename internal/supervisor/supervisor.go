@@ -51,12 +51,13 @@ type Options struct {
 
 // Timings a test or a platform may want to tune; the defaults follow the reference's advice.
 var (
-	configureTimeout = 3 * time.Minute
-	updateTimeout    = 5 * time.Minute
-	backoffMin       = time.Second
-	backoffMax       = time.Minute
-	backoffResetRun  = 30 * time.Second // a run this long resets the backoff
-	protectionTTL    = 120              // minutes of ECS scale-in protection, renewed while a job runs
+	configureTimeout   = 3 * time.Minute
+	updateTimeout      = 5 * time.Minute
+	backoffMin         = time.Second
+	backoffMax         = time.Minute
+	backoffResetRun    = 30 * time.Second // a run this long resets the backoff
+	protectionTTL      = 120              // minutes of ECS scale-in protection, renewed while a job runs
+	serverCheckTimeout = 10 * time.Second // asking the server to confirm what the listener printed
 )
 
 // supervisor is what the stages share. Each field is set once, by the stage that acquires it.

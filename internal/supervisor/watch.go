@@ -2,9 +2,13 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
@@ -19,7 +23,8 @@ func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
 		if sv.stop.isRequested() {
 			return sv.finishStop(reg)
 		}
-		c, err := sv.startListener()
+		msgs := loadMessages(sv.s.AgentDir, sv.env)
+		c, err := sv.startListener(msgs)
 		if err != nil {
 			return sv.fatal(reg, exit.Runtime(err))
 		}
@@ -28,12 +33,15 @@ func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
 		}
 		sv.state.phase(PhaseExited)
 		e := Exit{Code: c.proc.ExitCode(), Ran: time.Since(c.start), Stopping: sv.stop.isRequested()}
+		var f Facts
 		if !e.Stopping {
 			e.Lines = c.lastLines()
+			e.Said = msgs.classifyFailure(e.Lines)
+			f = sv.facts(ctx, e, reg)
 		}
 		job.set(false, "")
 		var d Decision
-		d, hist = Decide(e, hist)
+		d, hist = Decide(e, f, hist)
 		switch d.Action {
 		case Finish:
 			if !e.Stopping {
@@ -43,7 +51,7 @@ func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
 		case Fatal:
 			return sv.fatal(reg, exit.Runtime(fmt.Errorf("the listener of agent %q %s", sv.name, d.Reason)))
 		case Reconfigure:
-			sv.log.Warn("the server no longer knows this agent; configuring it again")
+			sv.log.Warn("the listener "+d.Reason+"; configuring it again", "exit_code", e.Code)
 			if err := sv.reconfigure(ctx, reg); err != nil {
 				return err
 			}
@@ -69,8 +77,36 @@ func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
 	}
 }
 
+// facts confirms what the listener's exit may mean, outside its output: the server is asked about
+// the agent after an exit 1, and the agent root is checked for its credentials after any failure.
+func (sv *supervisor) facts(ctx context.Context, e Exit, reg *registration) Facts {
+	var f Facts
+	if e.Code != 0 && e.Code != 3 && e.Code != 4 {
+		f.CredentialsMissing = credentialsMissing(sv.s.AgentDir)
+	}
+	if e.Code == 1 && !f.CredentialsMissing {
+		actx, cancel := sv.stop.context(ctx)
+		defer cancel()
+		actx, cancel2 := context.WithTimeout(actx, serverCheckTimeout)
+		defer cancel2()
+		f.Agent = reg.fact(actx)
+		sv.log.Info("asked the server about the agent after the listener's exit", "exit_code", e.Code, "agent", reg.name, "fact", f.Agent.String())
+	}
+	return f
+}
+
+// credentialsMissing reports whether the listener's credentials are gone from the agent root.
+func credentialsMissing(agentDir string) bool {
+	for _, f := range []string{".credentials", ".credentials_rsaparams"} {
+		if _, err := os.Lstat(filepath.Join(agentDir, f)); errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
+
 // startListener launches `Agent.Listener run` as the agent's user.
-func (sv *supervisor) startListener() (*child, error) {
+func (sv *supervisor) startListener(msgs *messages) (*child, error) {
 	args := []string{"run", "--startuptype", "service"}
 	if sv.s.Once {
 		args = append(args, "--once")
@@ -79,11 +115,11 @@ func (sv *supervisor) startListener() (*child, error) {
 	cmd.Dir, cmd.Env = sv.s.AgentDir, sv.env
 	pid1.PrepareCmd(cmd, sv.user)
 	sv.state.phase(PhaseStarted)
-	c, err := startChild(sv.o.Reaper, cmd, sv.log)
+	c, err := startClassified(sv.o.Reaper, cmd, sv.log, msgs.classify)
 	if err != nil {
 		return nil, fmt.Errorf("start the listener %s: %w", cmd.Path, err)
 	}
-	sv.log.Info("listener started", "pid", c.proc.Pid, "args", args)
+	sv.log.Info("listener started", "pid", c.proc.Pid, "args", args, "culture", msgs.culture)
 	return c, nil
 }
 
