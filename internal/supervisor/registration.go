@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
@@ -33,8 +34,9 @@ type registration struct {
 func (sv *supervisor) newRegistration(pool int) *registration {
 	r := &registration{server: sv.server, pool: pool, poolName: sv.s.Pool, name: sv.name,
 		agentDir: sv.s.AgentDir, keep: !sv.s.Deregister, log: sv.log}
-	if a, _ := readAgentFile(sv.s.AgentDir); a != nil {
-		r.mayExist = true
+	// A killed predecessor's registration of this name, still in a persistent agent directory.
+	if a, _ := readAgentFile(sv.s.AgentDir); a != nil && a.AgentID > 0 && strings.EqualFold(a.AgentName, r.name) {
+		r.id = a.AgentID
 	}
 	return r
 }
@@ -73,36 +75,49 @@ func (r *registration) Remove(deadline time.Time) error {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	id := r.id
-	if id == 0 {
-		// A stop during configuration: whatever carries our name now is ours.
-		a, err := r.server.Agent(ctx, r.pool, r.name)
-		if err != nil {
-			return exit.Runtime(fmt.Errorf("deregister: look up agent %q: %w (remove it later with `azp-entrypoint prune`)", r.name, err))
-		}
-		if a == nil {
-			return nil
-		}
-		id = a.ID
-	}
-	start := time.Now()
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		err := r.server.DeleteAgent(ctx, r.pool, id)
-		if err == nil { // an agent already gone counts as removed
-			r.log.Info("agent deregistered", "agent", r.name, "agent_id", id, "took", time.Since(start).Round(time.Millisecond).String())
-			if werr := wipeConfig(r.agentDir); werr != nil {
-				r.log.Warn("remove the local agent configuration", "err", werr)
-			}
-			r.id, r.mayExist = 0, false
-			return nil
+		done, err := r.removeOnce(ctx)
+		if done {
+			return err
 		}
 		lastErr = err
 		r.log.Debug("deregistration refused; retrying", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
-			return exit.Runtime(fmt.Errorf("deregister agent %q (id %d) from pool %q: %w; the stop deadline has passed, remove it later with `azp-entrypoint prune`", r.name, id, r.poolName, lastErr))
+			if r.id == 0 {
+				return exit.Runtime(fmt.Errorf("deregister: look up agent %q: %w (remove it later with `azp-entrypoint prune`)", r.name, lastErr))
+			}
+			return exit.Runtime(fmt.Errorf("deregister agent %q (id %d) from pool %q: %w; the stop deadline has passed, remove it later with `azp-entrypoint prune`", r.name, r.id, r.poolName, lastErr))
 		case <-time.After(min(time.Second, time.Duration(attempt)*250*time.Millisecond)):
 		}
 	}
+}
+
+// removeOnce deletes the agent if it is still ours: the agent carrying our name must have our id
+// (with --replace another container of the same name may have taken it over; when this run's id
+// is not known yet, as during configure, whatever carries our name is ours). done is false when it
+// should be tried again.
+func (r *registration) removeOnce(ctx context.Context) (done bool, err error) {
+	a, err := r.server.Agent(ctx, r.pool, r.name)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case a == nil:
+		r.log.Info("agent already gone from the pool", "agent", r.name, "agent_id", r.id)
+	case r.id != 0 && a.ID != r.id:
+		r.log.Warn("another agent now carries this agent's name; leaving it in the pool", "agent", r.name, "ours", r.id, "theirs", a.ID)
+	default:
+		start := time.Now()
+		if err := r.server.DeleteAgent(ctx, r.pool, a.ID); err != nil { // an agent already gone counts as removed
+			return false, err
+		}
+		r.log.Info("agent deregistered", "agent", r.name, "agent_id", a.ID, "took", time.Since(start).Round(time.Millisecond).String())
+	}
+	if werr := wipeConfig(r.agentDir); werr != nil {
+		r.log.Warn("remove the local agent configuration", "err", werr)
+	}
+	r.id, r.mayExist = 0, false
+	return true, nil
 }
