@@ -36,6 +36,7 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 lint:
+	@if ! d=$$($(GO) mod tidy -diff); then echo "go.mod/go.sum not tidy (run go mod tidy):"; echo "$$d"; exit 1; fi
 	@out=$$(gofmt -l cmd internal bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed (make tools)"; exit 1; fi
