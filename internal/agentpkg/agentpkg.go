@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // Package is one downloadable agent package, as the server lists it.
@@ -206,7 +207,7 @@ func choose(ctx context.Context, log *slog.Logger, l Lister, platform, pin strin
 	default:
 		pkg = Package{Version: pin}
 		url := PublicURL(pin, platform)
-		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", RedactURL(url))
+		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", redact.URL(url))
 		notFound = func(err error) error {
 			return exit.Config(fmt.Errorf("%w: the pinned version is not listed by the server either (check AZP_AGENT_VERSION)", err))
 		}
@@ -245,7 +246,7 @@ func Install(ctx context.Context, o Options, url, sha256 string) (Marker, error)
 		url = PublicURL(o.Version, platform)
 	}
 	if want == "" {
-		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", RedactURL(url))
+		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", redact.URL(url))
 	}
 	pkg := Package{Version: o.Version, Platform: platform, URL: url, SHA256: want}
 	return o.deliver(ctx, pkg, func(err error) error {
@@ -263,7 +264,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
-		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, RedactURL(pkg.URL), err)
+		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, redact.URL(pkg.URL), err)
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
 		}
