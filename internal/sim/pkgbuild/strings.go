@@ -13,6 +13,8 @@ var Cultures = []string{"en-US", "de-DE"}
 
 var stringsByCulture = map[string]map[string]string{
 	"en-US": {
+		"RSAKeyFileNotFound":                  "RSA key file {0} was not found",
+		"SessionCreateFailed":                 "Failed to create session. {0}",
 		"AgentExit":                           "Agent will exit shortly for update, should back online within 10 seconds.",
 		"AgentIsNotConfigured":                "Agent is not configured.",
 		"AgentWithSameNameAlreadyExistInPool": "Pool {0} already contains an agent with name {1}.",
@@ -35,6 +37,8 @@ var stringsByCulture = map[string]map[string]string{
 		"UserShutdownAgent":                   "The agent has received a shutdown signal. This can happen when the agent service is stopped, or a manually started agent is canceled.",
 	},
 	"de-DE": {
+		"RSAKeyFileNotFound":                  "Die RSA-Schlüsseldatei „{0}“ wurde nicht gefunden.",
+		"SessionCreateFailed":                 "Fehler beim Erstellen der Sitzung. {0}",
 		"AgentExit":                           "Der Agent wird kurzzeitig für die Aktualisierung beendet. Er sollte innerhalb von 10 Sekunden wieder online sein.",
 		"AgentIsNotConfigured":                "Der Agent ist nicht konfiguriert.",
 		"AgentWithSameNameAlreadyExistInPool": "Der Pool {0} enthält bereits einen Agenten mit der Bezeichnung {1}.",
