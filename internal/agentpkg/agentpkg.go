@@ -145,22 +145,34 @@ func Ensure(ctx context.Context, o Options, l Lister) (Marker, error) {
 	if err != nil {
 		return Marker{}, err
 	}
-	if m, ok := Installed(o.Dir); ok {
+	m, err := Find(o.Dir)
+	var incomplete *IncompleteError
+	switch {
+	case err == nil:
+		how := "installed"
+		if m.Baked {
+			how = "baked (no " + MarkerFile + "; version from bin/" + DepsFile + ")"
+		}
 		switch {
-		case explicit && m.Platform != platform:
-			log.Info("installed agent package is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform)
+		case explicit && m.Platform != "" && m.Platform != platform:
+			log.Info("agent package in AZP_AGENT_DIR is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform, "package", how)
 		case o.Version != "" && Compare(m.Current, o.Version) != 0:
-			log.Info("installed agent package is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version)
+			log.Info("agent package in AZP_AGENT_DIR is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version, "package", how)
 		default:
-			if m.Platform != platform {
+			if m.Platform != "" && m.Platform != platform {
 				// Detection can be fooled (gcompat on Alpine, say); whoever baked the image chose.
-				log.Warn("installed agent package is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
+				log.Warn("agent package in AZP_AGENT_DIR is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
 			}
-			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform)
+			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform, "package", how)
 			return m, nil
 		}
-	} else if _, err := os.Stat(filepath.Join(o.Dir, "bin", "Agent.Listener")); err == nil {
-		log.Warn("agent directory holds an agent but no package marker, so it may be incomplete; installing a package over it (bake images with `azp-entrypoint install`)", "dir", o.Dir)
+	case errors.As(err, &incomplete):
+		log.Warn("AZP_AGENT_DIR holds an incomplete agent package; installing a complete one over it", "dir", o.Dir, "missing", strings.Join(incomplete.Missing, ", "))
+		if l == nil {
+			return Marker{}, exit.Config(err)
+		}
+	case !errors.Is(err, ErrNoAgent):
+		return Marker{}, exit.Config(fmt.Errorf("AZP_AGENT_DIR %s: %w", o.Dir, err))
 	}
 	if l == nil {
 		return Marker{}, exit.Runtime(fmt.Errorf("no agent package in %s and no server to list packages from", o.Dir))
