@@ -233,6 +233,45 @@ var ecsContainerKeys = []string{
 	"startTimeout", "dependsOn", "secrets", "workingDirectory", "command", "entryPoint",
 }
 
+// rootCapabilities is decision 1: the entrypoint starts as root with exactly
+// these, prepares the agent's files and drops the listener to AZP_RUN_AS.
+var rootCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"}
+
+// checkAgentProcess asserts the user, capabilities and AZP_RUN_AS of an agent
+// container in the given agent_container_user mode.
+func checkAgentProcess(t *testing.T, where, mode string, d containerDef) {
+	t.Helper()
+	lp := d.LinuxParameters
+	if lp == nil || lp.Capabilities == nil || !equalStrings(lp.Capabilities.Drop, []string{"ALL"}) {
+		t.Errorf("%s: capabilities must drop ALL", where)
+		return
+	}
+	add := slices.Sorted(slices.Values(lp.Capabilities.Add))
+	env := d.env()
+	switch mode {
+	case "root":
+		if d.User != "0" {
+			t.Errorf("%s: user %q, want \"0\" (root by default, decision 1)", where, d.User)
+		}
+		if !slices.Equal(add, rootCapabilities) {
+			t.Errorf("%s: capabilities add %v, want exactly %v", where, add, rootCapabilities)
+		}
+		if env["AZP_RUN_AS"] != "agent" {
+			t.Errorf("%s: AZP_RUN_AS=%q, want agent (the listener and jobs never run as root)", where, env["AZP_RUN_AS"])
+		}
+	case "non-root":
+		if d.User != "1000:1000" {
+			t.Errorf("%s: user %q, want 1000:1000 in non-root mode", where, d.User)
+		}
+		if len(add) != 0 {
+			t.Errorf("%s: non-root mode adds no capability, got %v", where, add)
+		}
+		if _, ok := env["AZP_RUN_AS"]; ok {
+			t.Errorf("%s: AZP_RUN_AS set in non-root mode (nothing to drop to)", where)
+		}
+	}
+}
+
 type containerDef struct {
 	Name        string `json:"name"`
 	Image       string `json:"image"`
@@ -376,13 +415,7 @@ func TestTaskDefinitionMatchesBinary(t *testing.T) {
 				if d.LinuxParameters == nil || d.LinuxParameters.InitProcessEnabled == nil || *d.LinuxParameters.InitProcessEnabled {
 					t.Errorf("%s: linuxParameters.initProcessEnabled must be false (azp-entrypoint is PID 1)", where)
 				}
-				if d.LinuxParameters == nil || d.LinuxParameters.Capabilities == nil ||
-					!equalStrings(d.LinuxParameters.Capabilities.Drop, []string{"ALL"}) || len(d.LinuxParameters.Capabilities.Add) != 0 {
-					t.Errorf("%s: capabilities must drop ALL and add none", where)
-				}
-				if d.User == "" || d.User == "root" || d.User == "0" || strings.HasPrefix(d.User, "0:") {
-					t.Errorf("%s: user %q must be non-root", where, d.User)
-				}
+				checkAgentProcess(t, where, "root", d)
 				if d.Essential == nil || !*d.Essential {
 					t.Errorf("%s: must be essential (a --once agent ends the task)", where)
 				}
@@ -1115,8 +1148,6 @@ func TestLogsAndOutputs(t *testing.T) {
 	want := map[string]string{
 		"repository_url":      "aws_ecr_repository.agent.repository_url",
 		"cluster_name":        "aws_ecs_cluster.this.name",
-		"service_name":        "aws_ecs_service.agent.name",
-		"task_definition_arn": "aws_ecs_task_definition.agent.arn",
 		"log_group_name":      "aws_cloudwatch_log_group.agent.name",
 		"secret_arn":          "aws_secretsmanager_secret.azp.arn",
 		"region":              "var.region",
@@ -1130,6 +1161,20 @@ func TestLogsAndOutputs(t *testing.T) {
 		if got := traversalString(o.Attributes["value"].Expr); got != ref {
 			t.Errorf("output %s = %s, want %s", name, got, ref)
 		}
+	}
+	// Fixed-mode outputs: the resource when it exists, else null.
+	for name, ref := range map[string]string{"service_name": "aws_ecs_service.agent[0].name", "task_definition_arn": "aws_ecs_task_definition.agent[0].arn"} {
+		o, ok := m.outputs[name]
+		if !ok {
+			t.Errorf("output %s is missing", name)
+			continue
+		}
+		cond, ok := o.Attributes["value"].Expr.(*hclsyntax.ConditionalExpr)
+		if !ok || traversalString(cond.Condition) != "local.fixed" || traversalString(cond.TrueResult) != ref {
+			t.Errorf("output %s must be local.fixed ? %s : null", name, ref)
+		}
+	}
+	for name, o := range m.outputs {
 		if _, ok := o.Attributes["description"]; !ok {
 			t.Errorf("output %s has no description", name)
 		}
