@@ -1146,11 +1146,11 @@ func TestLogsAndOutputs(t *testing.T) {
 		t.Errorf("log group must follow log_retention_days and log_kms_key_arn: %v", lg.attrs)
 	}
 	want := map[string]string{
-		"repository_url":      "aws_ecr_repository.agent.repository_url",
-		"cluster_name":        "aws_ecs_cluster.this.name",
-		"log_group_name":      "aws_cloudwatch_log_group.agent.name",
-		"secret_arn":          "aws_secretsmanager_secret.azp.arn",
-		"region":              "var.region",
+		"repository_url": "aws_ecr_repository.agent.repository_url",
+		"cluster_name":   "aws_ecs_cluster.this.name",
+		"log_group_name": "aws_cloudwatch_log_group.agent.name",
+		"secret_arn":     "aws_secretsmanager_secret.azp.arn",
+		"region":         "var.region",
 	}
 	for name, ref := range want {
 		o, ok := m.outputs[name]
