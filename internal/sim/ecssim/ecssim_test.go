@@ -56,9 +56,9 @@ func start(t *testing.T, opts Options) (*Server, *ecs.Client, *fakes) {
 func runInput(n int32, token string) *ecs.RunTaskInput {
 	return &ecs.RunTaskInput{Cluster: aws.String("azp-agents"), TaskDefinition: aws.String("azp-agent"), Count: aws.Int32(n),
 		StartedBy: aws.String("azp-scale"), ClientToken: aws.String(token),
-		Tags: []types.Tag{{Key: aws.String("azp-entrypoint:scaler"), Value: aws.String("Default/azp-agent")}},
+		Tags:                     []types.Tag{{Key: aws.String("azp-entrypoint:scaler"), Value: aws.String("Default/azp-agent")}},
 		CapacityProviderStrategy: []types.CapacityProviderStrategyItem{{CapacityProvider: aws.String("FARGATE_SPOT"), Weight: 3}, {CapacityProvider: aws.String("FARGATE"), Weight: 1, Base: 1}},
-		NetworkConfiguration: &types.NetworkConfiguration{AwsvpcConfiguration: &types.AwsVpcConfiguration{Subnets: []string{"subnet-1"}, AssignPublicIp: types.AssignPublicIpDisabled}},
+		NetworkConfiguration:     &types.NetworkConfiguration{AwsvpcConfiguration: &types.AwsVpcConfiguration{Subnets: []string{"subnet-1"}, AssignPublicIp: types.AssignPublicIpDisabled}},
 		Overrides: &types.TaskOverride{ContainerOverrides: []types.ContainerOverride{{Name: aws.String("agent"),
 			Environment: []types.KeyValuePair{{Name: aws.String("A"), Value: aws.String("2")}, {Name: aws.String("AZP_ONCE"), Value: aws.String("true")}}}}}}
 }

@@ -37,7 +37,9 @@ type Launcher interface {
 type LauncherFunc func(ctx context.Context, spec LaunchSpec) (Process, error)
 
 // Launch calls f.
-func (f LauncherFunc) Launch(ctx context.Context, spec LaunchSpec) (Process, error) { return f(ctx, spec) }
+func (f LauncherFunc) Launch(ctx context.Context, spec LaunchSpec) (Process, error) {
+	return f(ctx, spec)
+}
 
 // FakeProcess is an in-memory container for tests without root: it runs until Exit is called or
 // it is stopped (Terminate exits with 0 after TermDelay unless IgnoreTerm; Kill exits with 137).
