@@ -154,7 +154,7 @@ func TestHealth(t *testing.T) {
 	}
 	for phase, healthy := range map[Phase]bool{
 		PhaseStarting: false, PhaseConfiguring: false, PhaseStarted: false, PhaseListening: true,
-		PhaseBusy: true, PhaseExited: false, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
+		PhaseBusy: true, PhaseDisconnected: false, PhaseExited: false, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
 	} {
 		w, err := newStateWriter(dir)
 		if err != nil {
