@@ -39,8 +39,10 @@ func cancelReserve(budget time.Duration) time.Duration {
 	return max(0, min(want, budget-stopMargin-deregReserve(budget)))
 }
 
-// forcedGrace is how long the listener gets after SIGINT once a second signal asked to stop now.
-const forcedGrace = 3 * time.Second
+// forcedGrace is how long the listener gets after SIGINT once a second signal asked to stop now:
+// a second signal skips the wait for the job, not the listener's cancel path (killed in the middle
+// of it, the server would refuse the deletion). The stop's own deadlines still bound it.
+const forcedGrace = cancelPath
 
 // setupStopLimit bounds a stop that arrives before the listener runs (download, configuration).
 const setupStopLimit = 4 * time.Second

@@ -81,6 +81,7 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 	}
 	var (
 		wantListen, wantIdle, wantConn bool
+		idleRequest                    string           // a request assigned at the last idle check, with no worker
 		retry                          <-chan time.Time // ask again for an unconfirmed "Listening"
 		conn                           *time.Timer      // connection-error grace, nil when connected
 		connC                          <-chan time.Time
@@ -150,10 +151,14 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 			wantIdle = false
 			switch {
 			case job.busy:
-			case v.request != "":
+			case v.request != "" && v.request != idleRequest:
+				// The listener may be about to start it; the next idle timeout decides.
 				sv.log.Info("idle timeout reached, but the server has assigned a request; waiting for it", "request", v.request)
+				idleRequest = v.request
 				resetIdle()
 			default:
+				// No worker, and no request, or the same one a whole idle timeout later with no
+				// worker for it: the listener does not run it.
 				sv.log.Info("no job started within the idle timeout; stopping", "idle_timeout", sv.s.IdleTimeout.String())
 				sv.stop.request("idle timeout")
 			}
