@@ -85,14 +85,14 @@ func absolutePath(example string) CheckFunc {
 	}
 }
 
-// agentName accepts what the server takes as an agent name, at most max characters; what names
+// agentName accepts what the server takes as an agent name, at most maxLen characters; what names
 // the setting's role in the problem text.
-func agentName(max int, what string) CheckFunc {
+func agentName(maxLen int, what string) CheckFunc {
 	return func(v string, _ any) (string, string) {
-		if len(v) <= max && agentNameRE.MatchString(v) {
+		if len(v) <= maxLen && agentNameRE.MatchString(v) {
 			return "", ""
 		}
-		return "not a valid " + what, fmt.Sprintf("use at most %d characters without \" / : < > \\ | * ? @", max)
+		return "not a valid " + what, fmt.Sprintf("use at most %d characters without \" / : < > \\ | * ? @", maxLen)
 	}
 }
 
