@@ -279,17 +279,6 @@ func (sv *supervisor) resolveECS(ctx context.Context) {
 	_ = sv.state.set(func(st *State) { st.Agent, st.Pool = sv.name, s.Pool })
 }
 
-type pkgLister struct{ c *azdo.Client }
-
-func (l pkgLister) Packages(ctx context.Context, platform string, top int) ([]agentpkg.Package, error) {
-	pkgs, err := l.c.Packages(ctx, platform, top)
-	out := make([]agentpkg.Package, 0, len(pkgs))
-	for _, p := range pkgs {
-		out = append(out, agentpkg.Package{Version: p.Version, Platform: p.Platform, URL: p.URL, SHA256: p.SHA256, Filename: p.Filename})
-	}
-	return out, err
-}
-
 // installPackage is lifecycle step 3.
 func (sv *supervisor) installPackage(ctx context.Context) error {
 	s := sv.s
@@ -297,7 +286,7 @@ func (sv *supervisor) installPackage(ctx context.Context) error {
 	m, err := agentpkg.Ensure(ctx, agentpkg.Options{
 		Dir: s.AgentDir, Version: s.AgentVersion, Platform: s.AgentPlatform, CacheDir: s.AgentCache,
 		UID: uid, GID: gid, HTTPClient: sv.o.HTTPClient, Logger: sv.log, Progress: sv.o.Progress,
-	}, pkgLister{sv.server})
+	}, agentpkg.ServerLister(sv.server))
 	if err != nil {
 		return err
 	}
