@@ -306,3 +306,6 @@ func ParseRequests(v string) []uint64 {
 	}
 	return out
 }
+
+// ecsAgentName is the name `run` gives the agent of a task (internal/ecs.AgentName).
+func ecsAgentName(prefix, taskID, container string) string { return ecs.AgentName(prefix, taskID, container) }

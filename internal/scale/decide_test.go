@@ -123,7 +123,7 @@ func pending(ids ...uint64) []Request {
 	return out
 }
 
-func exit(c int) *int { return &c }
+func exitCode(c int) *int { return &c }
 
 func TestDecideLaunches(t *testing.T) {
 	for _, tc := range []struct {
@@ -156,21 +156,21 @@ func TestDecideLaunches(t *testing.T) {
 		{name: "an agent seen online and gone is leaving, not starting", in: Inputs{Requests: pending(1), Tasks: []Task{task(1, "RUNNING", 6*time.Minute)},
 			SeenOnline: map[string]bool{tid(1): true}}, launch: 1},
 		{name: "breaker", in: Inputs{Requests: pending(1), Tasks: []Task{
-			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-3 * time.Minute), StoppedAt: t0.Add(-time.Minute), ExitCode: exit(2)},
-			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-4 * time.Minute), StoppedReason: ReasonBootTimeout, ExitCode: exit(0)},
+			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-3 * time.Minute), StoppedAt: t0.Add(-time.Minute), ExitCode: exitCode(2)},
+			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-4 * time.Minute), StoppedReason: ReasonBootTimeout, ExitCode: exitCode(0)},
 			{ID: tid(3), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-5 * time.Minute), StopCode: "TaskFailedToStart"},
-			{ID: tid(4), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-9 * time.Minute), ExitCode: exit(0)},
+			{ID: tid(4), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-9 * time.Minute), ExitCode: exitCode(0)},
 		}}, launch: 0, paused: true, wantInWhy: "paused"},
 		{name: "breaker: a success in between resets", in: Inputs{Requests: pending(1), Tasks: []Task{
-			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-3 * time.Minute), StoppedAt: t0.Add(-time.Minute), ExitCode: exit(2)},
-			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-4 * time.Minute), ExitCode: exit(0)},
-			{ID: tid(3), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-5 * time.Minute), ExitCode: exit(1)},
-			{ID: tid(4), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-6 * time.Minute), ExitCode: exit(1)},
+			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-3 * time.Minute), StoppedAt: t0.Add(-time.Minute), ExitCode: exitCode(2)},
+			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-4 * time.Minute), ExitCode: exitCode(0)},
+			{ID: tid(3), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-5 * time.Minute), ExitCode: exitCode(1)},
+			{ID: tid(4), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-6 * time.Minute), ExitCode: exitCode(1)},
 		}}, launch: 1},
 		{name: "breaker: retries after one boot timeout", in: Inputs{Requests: pending(1), Tasks: []Task{
-			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-9 * time.Minute), StoppedAt: t0.Add(-6 * time.Minute), ExitCode: exit(2)},
-			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-10 * time.Minute), ExitCode: exit(2)},
-			{ID: tid(3), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-11 * time.Minute), ExitCode: exit(2)},
+			{ID: tid(1), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-9 * time.Minute), StoppedAt: t0.Add(-6 * time.Minute), ExitCode: exitCode(2)},
+			{ID: tid(2), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-10 * time.Minute), ExitCode: exitCode(2)},
+			{ID: tid(3), LastStatus: "STOPPED", DesiredStatus: "STOPPED", CreatedAt: t0.Add(-11 * time.Minute), ExitCode: exitCode(2)},
 		}}, launch: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
