@@ -308,4 +308,6 @@ func ParseRequests(v string) []uint64 {
 }
 
 // ecsAgentName is the name `run` gives the agent of a task (internal/ecs.AgentName).
-func ecsAgentName(prefix, taskID, container string) string { return ecs.AgentName(prefix, taskID, container) }
+func ecsAgentName(prefix, taskID, container string) string {
+	return ecs.AgentName(prefix, taskID, container)
+}
