@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -131,6 +133,13 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 		*url = agentpkg.PublicURL(*ver, p)
 	}
 	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
+	if strings.HasPrefix(*url, "file://") {
+		// A mirror on the local file system (a build context mounted into an image build): only
+		// the operator's own --url may name a local file, never a URL a server hands out.
+		t := &http.Transport{}
+		t.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+		o.HTTPClient = &http.Client{Transport: t}
+	}
 	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		o.Progress = s.err
 	}
