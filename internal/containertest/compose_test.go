@@ -18,6 +18,7 @@ func agentName(service string) string { return "compose-" + service }
 // TestCompose starts compose.yaml's demo profile and follows one project through the issue's
 // scenarios, in order: up, what a job can reach, a killed agent, and the stop.
 func TestCompose(t *testing.T) {
+	t.Parallel()
 	im := Build(t)
 	// A 30 s budget (README table: a job may run for 19 s): the same value becomes
 	// stop_grace_period in compose.yaml.

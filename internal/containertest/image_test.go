@@ -21,6 +21,7 @@ import (
 // TestRunOnce: `docker run --rm -e AZP_URL -e AZP_TOKEN -e AZP_POOL IMAGE --once`, as with the
 // Microsoft start.sh: the agent registers, runs one job, deregisters and the container exits 0.
 func TestRunOnce(t *testing.T) {
+	t.Parallel()
 	im := Build(t)
 	n := NewNetwork(t, im)
 	name := n.Name + "-once"
@@ -62,6 +63,7 @@ func TestRunOnce(t *testing.T) {
 // signal in place, no secret in any layer, history entry or label, /azp owned as decided, no
 // setuid/setgid bit and no file capability.
 func TestImageContent(t *testing.T) {
+	t.Parallel()
 	im := Build(t)
 	cfg := Inspect(t, im.Agent)["Config"]
 	if u, _ := Field(cfg, "User").(string); !isRoot(u) {
@@ -161,6 +163,7 @@ func TestImageContent(t *testing.T) {
 // TestHealthAnswersFast: docker's own health check, with a 1 s timeout and a short interval, finds
 // a running agent healthy: `azp-entrypoint health` answers well inside a second.
 func TestHealthAnswersFast(t *testing.T) {
+	t.Parallel()
 	im := Build(t)
 	n := NewNetwork(t, im)
 	name := n.Name + "-health"
