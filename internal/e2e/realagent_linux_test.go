@@ -97,9 +97,9 @@ func TestCrashLoopIsFatal(t *testing.T) {
 		t.Fatalf("exit code %d, want 1", code)
 	}
 	in.assertRegistered(false)
-	rec := r.waitLog("crash loop", time.Second)
-	if err, _ := rec["err"].(string); !strings.Contains(err, "last lines") {
-		t.Fatalf("the fatal message does not name the last lines: %v", rec)
+	rec := r.waitLog("stopped with an error", time.Second)
+	if err, _ := rec["err"].(string); !strings.Contains(err, "crash loop") || !strings.Contains(err, "scripted exit 2") {
+		t.Fatalf("the fatal message does not say crash loop and name the last lines: %v", rec)
 	}
 }
 

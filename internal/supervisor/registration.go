@@ -29,6 +29,7 @@ type registration struct {
 	// a registration a killed predecessor left.
 	mayExist bool
 	removed  bool
+	failed   bool // Remove gave up at its deadline
 }
 
 func (sv *supervisor) newRegistration(pool int) *registration {
@@ -85,6 +86,7 @@ func (r *registration) Remove(deadline time.Time) error {
 		r.log.Debug("deregistration refused; retrying", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
+			r.failed = true
 			if r.id == 0 {
 				return exit.Runtime(fmt.Errorf("deregister: look up agent %q: %w (remove it later with `azp-entrypoint prune`)", r.name, lastErr))
 			}

@@ -57,6 +57,9 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 	select {
 	case <-c.proc.Done():
 	default:
+		if job.busy {
+			sv.outcome = outcomeCancelled
+		}
 		sv.log.Info("asking the listener to stop (SIGINT)", "pid", c.proc.Pid)
 		if err := c.proc.Signal(unix.SIGINT); err != nil {
 			sv.log.Warn("signal the listener", "err", err)
@@ -86,6 +89,7 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 				// c. The budget is spent: kill the listener, by its PID alone. Whatever it still
 				// runs dies with the container when PID 1 exits.
 				sv.log.Warn("the listener did not stop in time; killing it", "pid", c.proc.Pid)
+				sv.outcome = outcomeKilled
 				if err := c.proc.Signal(unix.SIGKILL); err != nil {
 					sv.log.Warn("kill the listener", "err", err)
 				}

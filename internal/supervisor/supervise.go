@@ -22,6 +22,9 @@ func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
 		if sv.stop.isRequested() {
 			return sv.finishStop(reg)
 		}
+		if sv.outcome == "" {
+			sv.outcome = outcomeDrained
+		}
 		msgs := loadMessages(sv.s.AgentDir, sv.env)
 		c, err := sv.startListener(msgs)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 )
 
 // Confirmations the watch loop asks for; variables so that tests may shorten them.
@@ -106,6 +108,9 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 			workerSeen = time.Now()
 			job.set(true, ev.job)
 		case evJobFinished:
+			if job.busy {
+				sv.metric(metrics.Metric{Name: "JobsRun", Unit: metrics.Count, Value: 1})
+			}
 			job.set(false, "")
 			resetIdle()
 		case evUpdating:
@@ -142,6 +147,10 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 				wantListen = false
 				if !job.busy {
 					sv.state.phase(PhaseListening)
+				}
+				if !sv.online {
+					sv.online = true
+					sv.metric(metrics.Metric{Name: "TimeToOnline", Unit: metrics.Seconds, Value: time.Since(sv.started).Seconds()})
 				}
 			} else if retry == nil {
 				retry = time.After(listenRetry)
