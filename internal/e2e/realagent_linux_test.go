@@ -116,6 +116,15 @@ func TestSigtermRealCancelPath(t *testing.T) {
 	}
 	h.wantResult(id, "canceled")
 	in.assertRegistered(false)
+	outcome := ""
+	for _, rec := range r.records() {
+		if _, ok := rec["StopOutcome"]; ok {
+			outcome, _ = rec["Outcome"].(string)
+		}
+	}
+	if outcome != "cancelled" {
+		t.Fatalf("StopOutcome %q, want cancelled", outcome)
+	}
 }
 
 // With AGENT_DIAGLOGPATH the listener's self-update writes its log there, not in _diag: the
@@ -141,4 +150,43 @@ func TestSelfUpdateDiagLogPath(t *testing.T) {
 	}
 	r.waitHealth(0, 20*time.Second)
 	r.stopCleanly()
+}
+
+// The run's EMF metrics (contract, "Metrics"): TimeToOnline once, JobsRun per job, StopOutcome
+// once with its Outcome, each with the Pool dimension, in the AzpEntrypoint namespace.
+func TestRunMetrics(t *testing.T) {
+	h := newHarness(t)
+	in := h.instance("e2e-metrics")
+	r := in.start()
+	in.waitOnline(30 * time.Second)
+	r.waitHealth(0, 15*time.Second)
+	for range 2 {
+		id := h.queue(sim.JobSpec{Name: "measured", Duration: time.Second})
+		h.waitRequest(id, 30*time.Second, finished)
+	}
+	r.stopCleanly()
+	count := map[string]int{}
+	for _, rec := range r.records() {
+		aws, ok := rec["_aws"].(map[string]any)
+		if !ok {
+			continue
+		}
+		if rec["Pool"] != "Default" {
+			t.Errorf("metric record without the Pool dimension: %v", rec)
+		}
+		if d, _ := aws["CloudWatchMetrics"].([]any); len(d) != 1 || d[0].(map[string]any)["Namespace"] != "AzpEntrypoint" {
+			t.Errorf("metric record outside the AzpEntrypoint namespace: %v", rec)
+		}
+		for _, name := range []string{"TimeToOnline", "JobsRun", "StopOutcome"} {
+			if _, ok := rec[name]; ok {
+				count[name]++
+			}
+		}
+		if _, ok := rec["StopOutcome"]; ok && rec["Outcome"] != "drained" {
+			t.Errorf("StopOutcome %v, want Outcome drained", rec)
+		}
+	}
+	if count["TimeToOnline"] != 1 || count["JobsRun"] != 2 || count["StopOutcome"] != 1 {
+		t.Fatalf("metric records %v, want TimeToOnline 1, JobsRun 2, StopOutcome 1", count)
+	}
 }
