@@ -160,9 +160,17 @@ func TestRunMetrics(t *testing.T) {
 	r := in.start()
 	in.waitOnline(30 * time.Second)
 	r.waitHealth(0, 15*time.Second)
-	for range 2 {
+	for i := 1; i <= 2; i++ {
 		id := h.queue(sim.JobSpec{Name: "measured", Duration: time.Second})
 		h.waitRequest(id, 30*time.Second, finished)
+		// The server records the result before the listener prints it: stop once it has.
+		deadline := time.Now().Add(10 * time.Second)
+		for r.countLogs("completed with result") < i {
+			if time.Now().After(deadline) {
+				t.Fatalf("the listener never reported job %d completed", i)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	r.stopCleanly()
 	count := map[string]int{}

@@ -33,3 +33,11 @@ func (sv *supervisor) stopOutcome(reg *registration) {
 	}
 	sv.metric(metrics.Metric{Name: "StopOutcome", Unit: metrics.Count, Value: 1}, metrics.Dimension{Name: "Outcome", Value: outcome})
 }
+
+// jobFinished records the end of a job the listener reported completed, counting it in JobsRun.
+func (sv *supervisor) jobFinished(job *jobState) {
+	if job.busy {
+		sv.metric(metrics.Metric{Name: "JobsRun", Unit: metrics.Count, Value: 1})
+	}
+	job.set(false, "")
+}

@@ -38,7 +38,7 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 			select {
 			case ev := <-c.events:
 				if ev.kind == evJobFinished {
-					job.set(false, "")
+					sv.jobFinished(job)
 				}
 			case <-c.proc.Done():
 				break drain
@@ -79,7 +79,7 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 				break exitWait
 			case ev := <-c.events:
 				if ev.kind == evJobFinished {
-					job.set(false, "")
+					sv.jobFinished(job)
 				}
 			case <-forced:
 				forced = nil

@@ -108,10 +108,7 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 			workerSeen = time.Now()
 			job.set(true, ev.job)
 		case evJobFinished:
-			if job.busy {
-				sv.metric(metrics.Metric{Name: "JobsRun", Unit: metrics.Count, Value: 1})
-			}
-			job.set(false, "")
+			sv.jobFinished(job)
 			resetIdle()
 		case evUpdating:
 			sv.state.phase(PhaseUpdating)
