@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // Package is one downloadable agent package, as the server lists it.
@@ -144,22 +145,34 @@ func Ensure(ctx context.Context, o Options, l Lister) (Marker, error) {
 	if err != nil {
 		return Marker{}, err
 	}
-	if m, ok := Installed(o.Dir); ok {
+	m, err := Find(o.Dir)
+	var incomplete *IncompleteError
+	switch {
+	case err == nil:
+		how := "installed"
+		if m.Baked {
+			how = "baked (no " + MarkerFile + "; version from bin/" + DepsFile + ")"
+		}
 		switch {
-		case explicit && m.Platform != platform:
-			log.Info("installed agent package is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform)
+		case explicit && m.Platform != "" && m.Platform != platform:
+			log.Info("agent package in AZP_AGENT_DIR is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform, "package", how)
 		case o.Version != "" && Compare(m.Current, o.Version) != 0:
-			log.Info("installed agent package is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version)
+			log.Info("agent package in AZP_AGENT_DIR is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version, "package", how)
 		default:
-			if m.Platform != platform {
+			if m.Platform != "" && m.Platform != platform {
 				// Detection can be fooled (gcompat on Alpine, say); whoever baked the image chose.
-				log.Warn("installed agent package is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
+				log.Warn("agent package in AZP_AGENT_DIR is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
 			}
-			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform)
+			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform, "package", how)
 			return m, nil
 		}
-	} else if _, err := os.Stat(filepath.Join(o.Dir, "bin", "Agent.Listener")); err == nil {
-		log.Warn("agent directory holds an agent but no package marker, so it may be incomplete; installing a package over it (bake images with `azp-entrypoint install`)", "dir", o.Dir)
+	case errors.As(err, &incomplete):
+		log.Warn("AZP_AGENT_DIR holds an incomplete agent package; installing a complete one over it", "dir", o.Dir, "missing", strings.Join(incomplete.Missing, ", "))
+		if l == nil {
+			return Marker{}, exit.Config(err)
+		}
+	case !errors.Is(err, ErrNoAgent):
+		return Marker{}, exit.Config(fmt.Errorf("AZP_AGENT_DIR %s: %w", o.Dir, err))
 	}
 	if l == nil {
 		return Marker{}, exit.Runtime(fmt.Errorf("no agent package in %s and no server to list packages from", o.Dir))
@@ -206,7 +219,7 @@ func choose(ctx context.Context, log *slog.Logger, l Lister, platform, pin strin
 	default:
 		pkg = Package{Version: pin}
 		url := PublicURL(pin, platform)
-		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", RedactURL(url))
+		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", redact.URL(url))
 		notFound = func(err error) error {
 			return exit.Config(fmt.Errorf("%w: the pinned version is not listed by the server either (check AZP_AGENT_VERSION)", err))
 		}
@@ -245,7 +258,7 @@ func Install(ctx context.Context, o Options, url, sha256 string) (Marker, error)
 		url = PublicURL(o.Version, platform)
 	}
 	if want == "" {
-		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", RedactURL(url))
+		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", redact.URL(url))
 	}
 	pkg := Package{Version: o.Version, Platform: platform, URL: url, SHA256: want}
 	return o.deliver(ctx, pkg, func(err error) error {
@@ -263,7 +276,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
-		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, RedactURL(pkg.URL), err)
+		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, redact.URL(pkg.URL), err)
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
 		}

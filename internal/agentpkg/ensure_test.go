@@ -89,7 +89,7 @@ func TestEnsurePinnedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertInstalled(t, dir, "4.261.0")
-	if len(rec.find("installed agent package is not the pinned version, replacing it")) != 1 {
+	if len(rec.find("agent package in AZP_AGENT_DIR is not the pinned version, replacing it")) != 1 {
 		t.Error("replacement not logged")
 	}
 }
@@ -178,7 +178,7 @@ func TestEnsureWarnsAboutUnmarkedAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertInstalled(t, dir, "4.261.0")
-	if len(rec.find("agent directory holds an agent but no package marker, so it may be incomplete; installing a package over it (bake images with `azp-entrypoint install`)")) != 1 {
+	if len(rec.find("AZP_AGENT_DIR holds an incomplete agent package; installing a complete one over it")) != 1 {
 		t.Error("no warning")
 	}
 }

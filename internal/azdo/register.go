@@ -19,6 +19,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // ErrAgentExists marks an add refused because the pool already holds an agent of that name
@@ -168,12 +169,12 @@ func (c *Client) AgentToken(ctx context.Context, tokenURL, audience, clientID st
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", exit.Runtime(fmt.Errorf("agent token service %s: %w", redactURL(tokenURL), err))
+		return "", exit.Runtime(fmt.Errorf("agent token service %s: %w", redact.URL(tokenURL), err))
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := c.base.Do(req)
 	if err != nil {
-		return "", exit.Runtime(fmt.Errorf("agent token service %s: %w", redactURL(tokenURL), err))
+		return "", exit.Runtime(fmt.Errorf("agent token service %s: %w", redact.URL(tokenURL), err))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -193,7 +194,7 @@ func (c *Client) AgentToken(ctx context.Context, tokenURL, audience, clientID st
 			// ConfigurationManager.ConfigureAsync: the server's answer names a clock skew.
 			hint = "; the local clock is skewed: fix the host's time"
 		}
-		return "", exit.Runtime(fmt.Errorf("agent token service %s refused the agent's key (HTTP %d: %s)%s", redactURL(tokenURL), resp.StatusCode, msg, hint))
+		return "", exit.Runtime(fmt.Errorf("agent token service %s refused the agent's key (HTTP %d: %s)%s", redact.URL(tokenURL), resp.StatusCode, msg, hint))
 	}
 	return tok.AccessToken, nil
 }
@@ -216,12 +217,4 @@ func (c *Client) TestAgentConnection(ctx context.Context, serverURL, tokenURL, a
 	}
 	_, err = ac.Connect(ctx)
 	return err
-}
-
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return redact(u)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // HTTPClient returns the HTTP client every outbound request of the entrypoint shares (server REST
@@ -118,7 +119,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Header.Set("Authorization", h)
 		}
 	}
-	st := &retryState{start: time.Now(), method: r.Method, url: redact(r.URL)}
+	st := &retryState{start: time.Now(), method: r.Method, url: redact.URL(r.URL.String())}
 	r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
 	resp, err := t.retry.RoundTrip(r)
 	if err != nil {
@@ -132,7 +133,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.StatusCode = http.StatusUnauthorized
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		e := &Error{Status: resp.StatusCode, Method: r.Method, URL: redact(r.URL)}
+		e := &Error{Status: resp.StatusCode, Method: r.Method, URL: redact.URL(r.URL.String())}
 		var sv struct {
 			Message string `json:"message"`
 			TypeKey string `json:"typeKey"`
@@ -148,12 +149,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return resp, nil
-}
-
-func redact(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.User, c.Fragment = "", nil, ""
-	return c.String()
 }
 
 // rateGate makes a server's Retry-After hold for the whole client, not only for the request that

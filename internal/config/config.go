@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // Tristate is a setting that may be left to detection.
@@ -185,7 +186,7 @@ func invalid(d Definition, value, problem, fix string) *Error {
 }
 
 // masked stands in for a secret value in error text.
-const masked = "***"
+const masked = redact.Mask
 
 // CredentialError is the configuration error of "exactly one kind of credential": none, both
 // kinds, or an incomplete service principal. It names where each credential field was found
@@ -429,7 +430,7 @@ func secretValues(raw, secretVals map[string]string) []string {
 			continue
 		}
 		// Also the form as written: "p%21ss" is not an escaping the masker derives from "p!ss".
-		user, _ := rawUserinfo(v)
+		user, _ := redact.RawUserinfo(v)
 		if p, ok := u.User.Password(); ok {
 			add(p)
 			if _, rp, ok := strings.Cut(user, ":"); ok {
@@ -463,77 +464,12 @@ func scrub(v string, secrets []string) string {
 			v = strings.ReplaceAll(v, e, masked)
 		}
 	}
-	return redactUserinfo(v)
+	return redact.Userinfo(v)
 }
 
 // urlSettings are the settings whose values are URLs that may carry credentials: their values
-// in error text go through redactURL.
+// in error text go through redact.URL.
 var urlSettings = []string{"AZP_URL", "HTTPS_PROXY", "HTTP_PROXY", "AZURE_AUTHORITY_HOST"}
-
-// splitScheme splits "scheme://rest" into "scheme://" and rest; without a valid scheme before the
-// first "://", prefix is empty (a "://" inside a password is not a scheme separator).
-func splitScheme(v string) (prefix, rest string) {
-	i := strings.Index(v, "://")
-	if i <= 0 {
-		return "", v
-	}
-	for j, c := range v[:i] {
-		letter := ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
-		if !letter && (j == 0 || !(('0' <= c && c <= '9') || c == '+' || c == '-' || c == '.')) {
-			return "", v
-		}
-	}
-	return v[:i+3], v[i+3:]
-}
-
-// rawUserinfo returns the user-info of a URL that parses, as written: the text between the scheme
-// (when there is one) and the last "@" of the authority, which ends at the first "/", "?" or "#".
-func rawUserinfo(v string) (string, bool) {
-	_, rest := splitScheme(v)
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return "", false
-	}
-	return rest[:at], true
-}
-
-// redactUserinfo hides what sits between "scheme://" and the last "@", also when the text does not
-// parse as a URL (the case that reaches an error message): an unescaped "/" or "#" in a password
-// hides where the authority ends, so the last "@" anywhere counts. A path holding "@" loses a
-// little of what the error shows, which is the safe way to be wrong. Text without "://" is left
-// alone here (every setting's value passes through); for URL settings redactURL covers that case.
-func redactUserinfo(v string) string {
-	i := strings.Index(v, "://")
-	if i < 0 {
-		return v
-	}
-	rest := v[i+3:]
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return v
-	}
-	return v[:i+3] + masked + rest[at:]
-}
-
-// redactURL is the form of a URL-valued setting shown in error text: everything before the last
-// "@" after the scheme, or from the start when there is no scheme ("user:pw@proxy:3128",
-// "<pat>@dev.azure.com/acme"), is masked, and a query or fragment after it is cut to "?…" or "#…"
-// (signed URLs and tokens travel there). The user-info goes first, so that a "?" or "#" inside a
-// password cannot end what is masked.
-func redactURL(v string) string {
-	prefix, rest := splitScheme(v)
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		prefix += masked + "@"
-		rest = rest[at+1:]
-	}
-	if i := strings.IndexAny(rest, "?#"); i >= 0 {
-		rest = rest[:i+1] + "…"
-	}
-	return prefix + rest
-}
 
 func (s *Settings) fill(raw, secretVals map[string]string) error {
 	var errs []*Error
@@ -660,7 +596,7 @@ func (s *Settings) fill(raw, secretVals map[string]string) error {
 	for _, e := range errs {
 		e.Value = scrub(e.Value, secrets)
 		if slices.Contains(urlSettings, e.Setting) {
-			e.Value = redactURL(e.Value)
+			e.Value = redact.URL(e.Value)
 		}
 		all = append(all, e)
 	}

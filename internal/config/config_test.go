@@ -895,25 +895,6 @@ func TestProxy(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                     "",
-		"proxy:3128":                           "proxy:3128",
-		"https://dev.azure.com/acme":           "https://dev.azure.com/acme",
-		"user:pw@host:1":                       "***@host:1",
-		"a@b@host/p?q=1#f":                     "***@host/p?…",
-		"https://u:p@h/x@y":                    "https://***@y",
-		"https://h/x?sig=1@z":                  "https://***@z",
-		"user:pa://ss@host":                    "***@host",
-		"https://dev.azure.com/acme?token=abc": "https://dev.azure.com/acme?…",
-		"dev.azure.com/acme#tok":               "dev.azure.com/acme#…",
-	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestFlagSet(t *testing.T) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
