@@ -13,7 +13,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-# shellcheck source=tools.sh
+# shellcheck source-path=SCRIPTDIR/.. source=scripts/tools.sh
 source scripts/tools.sh --versions
 bin="$root/.tools/bin"
 export PATH="$bin:$PATH"

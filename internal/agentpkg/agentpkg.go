@@ -321,12 +321,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 }
 
 // markRuntime keeps a kind chosen further down (auth, config) and marks anything else runtime.
-func markRuntime(err error) error {
-	if errors.Is(err, exit.ErrConfig) || errors.Is(err, exit.ErrAuth) || errors.Is(err, exit.ErrRuntime) {
-		return err
-	}
-	return exit.Runtime(err)
-}
+func markRuntime(err error) error { return exit.OrRuntime(err) }
 
 func dirError(dir string, err error) error {
 	switch {

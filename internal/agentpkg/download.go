@@ -41,15 +41,15 @@ type fetcher struct {
 	delay     time.Duration // first backoff; doubles, at most 10 s
 	stall     time.Duration // no byte for this long counts as a dropped connection
 
-	offset   atomic.Int64
-	size     atomic.Int64 // -1 while unknown; read by the progress reporter
-	validtor string
-	body     io.ReadCloser
-	cancel   context.CancelFunc
-	watchdog *time.Timer
-	failures int
-	progress bool // bytes arrived since the last failure
-	resumes  int
+	offset    atomic.Int64
+	size      atomic.Int64 // -1 while unknown; read by the progress reporter
+	validator string
+	body      io.ReadCloser
+	cancel    context.CancelFunc
+	watchdog  *time.Timer
+	failures  int
+	progress  bool // bytes arrived since the last failure
+	resumes   int
 }
 
 const maxResumes = 100 // a server that drops every few kilobytes is not a server to wait for
@@ -166,8 +166,8 @@ func (f *fetcher) try() error {
 	req.Header.Set("Accept-Encoding", "identity")
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-		if f.validtor != "" {
-			req.Header.Set("If-Range", f.validtor)
+		if f.validator != "" {
+			req.Header.Set("If-Range", f.validator)
 		}
 	}
 	if f.authorize != nil {
@@ -196,9 +196,9 @@ func (f *fetcher) try() error {
 	case resp.StatusCode == http.StatusOK && off == 0:
 		f.size.Store(resp.ContentLength)
 		if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
-			f.validtor = et
+			f.validator = et
 		} else {
-			f.validtor = resp.Header.Get("Last-Modified")
+			f.validator = resp.Header.Get("Last-Modified")
 		}
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
@@ -210,7 +210,7 @@ func (f *fetcher) try() error {
 		}
 		f.log.Info("resuming agent package download", "url", f.shown, "offset", off)
 	case resp.StatusCode == http.StatusOK && off > 0:
-		if f.validtor != "" {
+		if f.validator != "" {
 			return fail(fmt.Errorf("GET %s: %w", f.shown, errChanged))
 		}
 		// No validator and no range support: skip what we already have.

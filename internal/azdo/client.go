@@ -273,7 +273,7 @@ func (c *Client) explain(err error, op string) error {
 	var ce *credentialError
 	if errors.As(err, &ce) {
 		// The credential could not be obtained; its error already says why and has its kind.
-		if errors.Is(ce.err, exit.ErrConfig) || errors.Is(ce.err, exit.ErrAuth) || errors.Is(ce.err, exit.ErrRuntime) {
+		if exit.Kind(ce.err) != nil {
 			return fmt.Errorf("%s: %w", op, ce.err)
 		}
 		return exit.Runtime(fmt.Errorf("%s: obtaining the credential: %w", op, ce.err))

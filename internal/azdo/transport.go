@@ -175,7 +175,7 @@ func (g *rateGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := g.next.RoundTrip(req)
 	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d := retryablehttp.DefaultBackoff(0, 0, 0, resp); d > 0 && resp.Header.Get("Retry-After") != "" {
-			until := time.Now().Add(min2(d, maxRetryAfter))
+			until := time.Now().Add(min(d, maxRetryAfter))
 			g.mu.Lock()
 			if until.After(g.until) {
 				g.until = until
@@ -235,18 +235,18 @@ func newRetryClient(base *http.Client, o Options, logger *slog.Logger) *retryabl
 		}
 		return false, nil
 	}
-	rc.Backoff = func(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	rc.Backoff = func(first, limit time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && resp.Header.Get("Retry-After") != "" &&
 			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 			// DefaultBackoff returns the server's Retry-After (seconds or HTTP date) for 429 and 503.
-			d := retryablehttp.DefaultBackoff(min, max, attempt, resp)
-			return min2(d, maxRetryAfter)
+			d := retryablehttp.DefaultBackoff(first, limit, attempt, resp)
+			return min(d, maxRetryAfter)
 		}
-		d := min
-		for i := 0; i < attempt && d < max; i++ {
+		d := first
+		for i := 0; i < attempt && d < limit; i++ {
 			d *= 2
 		}
-		d = min2(d, max)
+		d = min(d, limit)
 		// Jitter spreads a herd of agents (or prune workers) that failed together.
 		return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 	}
@@ -255,13 +255,6 @@ func newRetryClient(base *http.Client, o Options, logger *slog.Logger) *retryabl
 
 // maxRetryAfter bounds a server's Retry-After, so a broken header cannot park a request for hours.
 const maxRetryAfter = 5 * time.Minute
-
-func min2(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
-}
 
 func isTLSError(err error) bool {
 	var (

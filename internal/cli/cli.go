@@ -46,7 +46,7 @@ func init() {
 			"azp-entrypoint health [--state-dir D]", healthCommand},
 		{"prune", "delete offline agents of the pool whose containers were killed",
 			"azp-entrypoint prune [--prefix P | --all-offline] [--offline-for D] [--dry-run] [flags]", pruneCommand},
-		{"version", "print version, commit and Go version", "azp-entrypoint version", versionCommand},
+		{"version", "print version, commit and Go version (also --version)", "azp-entrypoint version | azp-entrypoint --version", versionCommand},
 	}
 }
 
@@ -65,6 +65,8 @@ func MainEnv(args []string, stdout, stderr io.Writer, env config.Env) int {
 	name := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		name, args = "version", args[1:]
 	}
 	if name == "help" {
 		usage(stdout)
@@ -129,7 +131,9 @@ func newFlags(c string, s *streams, withSettings bool) (*flag.FlagSet, func() ma
 		}
 		own := false
 		fs.VisitAll(func(f *flag.Flag) {
-			if _, isSetting := config.FlagDefinition(f.Name); isSetting {
+			// The settings table above lists the settings' flags; a command without settings may
+			// reuse a setting's flag name for its own flag (install --url, health --state-dir).
+			if _, isSetting := config.FlagDefinition(f.Name); isSetting && withSettings {
 				return
 			}
 			if !own {

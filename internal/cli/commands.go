@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -82,7 +83,7 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
 		Signals: stopped, Environ: os.Environ(),
 	}
-	if f, ok := s.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	if err := supervisor.Run(ctx, o); err != nil {
@@ -131,7 +132,7 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 		*url = agentpkg.PublicURL(*ver, p)
 	}
 	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
-	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	m, err := agentpkg.Install(ctx, o, *url, *sum)
@@ -140,6 +141,13 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 	}
 	log.Info("agent installed", "version", m.Version, "platform", m.Platform, "dir", *dir, "sha256", m.SHA256)
 	return nil
+}
+
+// isTerminal reports whether w is a terminal: progress bars are drawn only there, on the stream
+// they are drawn on.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func healthCommand(_ context.Context, s *streams, args []string) error {

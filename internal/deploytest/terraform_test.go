@@ -76,11 +76,14 @@ func TestTerraformFilesSplitByConcern(t *testing.T) {
 	want := map[string][]string{
 		"ecr.tf":     {"aws_ecr_repository.agent", "aws_ecr_lifecycle_policy.agent"},
 		"ecs.tf":     {"aws_ecs_cluster.this", "aws_ecs_task_definition.agent", "aws_ecs_service.agent"},
-		"iam.tf":     {"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure"},
+		"iam.tf":     {"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure", "aws_iam_role.scaler", "aws_iam_role_policy.scaler", "data.aws_iam_policy_document.scaler"},
 		"storage.tf": {"aws_efs_file_system.this", "aws_efs_access_point.this", "aws_efs_mount_target.this", "aws_efs_file_system_policy.this"},
 		"network.tf": {"aws_security_group.task"},
 		"logs.tf":    {"aws_cloudwatch_log_group.agent"},
 		"secret.tf":  {"aws_secretsmanager_secret.azp"},
+		"scaler.tf":  {"aws_ecs_task_definition.profile", "aws_ecs_task_definition.scaler", "aws_ecs_service.scaler"},
+		"monitoring.tf": {"aws_cloudwatch_dashboard.agents", "aws_cloudwatch_metric_alarm.oldest_pending", "aws_cloudwatch_metric_alarm.failed_launches",
+			"aws_cloudwatch_metric_alarm.agents_pruned", "aws_cloudwatch_metric_alarm.deregistration_failed"},
 	}
 	for file, addrs := range want {
 		for _, a := range addrs {
