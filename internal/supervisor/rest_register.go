@@ -72,8 +72,10 @@ func (sv *supervisor) endLeftovers(ctx context.Context, before string) error {
 }
 
 // registerAgent adds or replaces the agent with a new key and writes its files.
-func (sv *supervisor) registerAgent(ctx context.Context) error {
+func (sv *supervisor) registerAgent(ctx context.Context, reg *registration) error {
 	s := sv.s
+	ctx, cancel := context.WithTimeout(ctx, configureTimeout)
+	defer cancel()
 	if err := sv.endLeftovers(ctx, "registering the agent"); err != nil {
 		return err
 	}
@@ -87,8 +89,9 @@ func (sv *supervisor) registerAgent(ctx context.Context) error {
 		version = m.Version
 	}
 	sv.state.phase(PhaseConfiguring)
-	sv.configuring = true
-	sv.log.Info("registering the agent", "agent", sv.name, "pool", s.Pool, "work", sv.work)
+	// From the first request on, an agent of our name may exist although its id is not known yet.
+	reg.mayExist = true
+	sv.log.Info("configuring the agent", "agent", sv.name, "pool", s.Pool, "work", sv.work, "how", "REST, from the entrypoint")
 	res, err := register.Register(ctx, register.Options{
 		Client: sv.server, Dir: d, Owner: sv.fileOwner(), Pool: s.Pool, Name: sv.name,
 		Work: sv.work, Version: version, Logger: sv.log,
@@ -96,8 +99,8 @@ func (sv *supervisor) registerAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sv.agentID = res.Settings.AgentID
-	sv.log.Info("agent registered", "agent", sv.name, "agent_id", sv.agentID, "replaced", res.Replaced)
+	reg.id = res.Settings.AgentID
+	sv.log.Info("agent registered", "agent", sv.name, "agent_id", reg.id, "replaced", res.Replaced)
 	return nil
 }
 
@@ -166,4 +169,76 @@ func agentOwnedDir(dir, name string, uid, gid int) error {
 	}
 	defer unix.Close(fd)
 	return unix.Fchown(fd, uid, gid)
+}
+
+// registrationTrusted reports, in root mode, whether the registration files found in the agent
+// root are ones the entrypoint wrote (root-owned regular files with one link, not writable by the
+// agent); anything else (left by an older version's `configure`, or by a job) is registered anew.
+func (sv *supervisor) registrationTrusted() (bool, string) {
+	if !sv.rootMode() {
+		return true, ""
+	}
+	for _, f := range []string{register.FileAgent, register.FileCredentials, register.FileKey} {
+		var st unix.Stat_t
+		p := filepath.Join(sv.s.AgentDir, f)
+		if err := unix.Lstat(p, &st); err != nil {
+			return false, p + ": " + err.Error()
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != 0 || st.Mode&0o022 != 0 {
+			return false, fmt.Sprintf("%s: not a root-owned file the agent cannot write (uid %d, mode %#o, %d links)", p, st.Uid, st.Mode, st.Nlink)
+		}
+	}
+	return true, ""
+}
+
+// checkRootTree verifies, in root mode, that nothing in the agent tree that the listener runs or
+// trusts is writable by the agent's user: every directory and file below the agent root (but
+// _diag, the work directory and the registration files, which the entrypoint rewrites) is owned by
+// root and not writable by group or others. A tree an earlier version gave to the agent may hold a
+// job's replacement of bin/Agent.Listener; it is refused with what to do, not trusted.
+func (sv *supervisor) checkRootTree() error {
+	if !sv.rootMode() {
+		return nil
+	}
+	root := sv.s.AgentDir
+	skip := map[string]bool{filepath.Join(root, "_diag"): true, filepath.Join(root, "_work"): true,
+		filepath.Clean(sv.s.WorkPath()): true}
+	// The registration files and the listener-read settings are rewritten or removed before
+	// they are used (configure, beforeListenerStart): they are judged there.
+	for _, f := range append(append([]string(nil), configFiles...), ".env", ".path") {
+		skip[filepath.Join(root, f)] = true
+	}
+	var bad []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished or unreadable: not ours to judge here
+		}
+		if skip[p] && d.IsDir() {
+			return filepath.SkipDir
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		if skip[p] {
+			return nil
+		}
+		isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+		groupW := int(st.Gid) == sv.user.GID && st.Mode&0o020 != 0
+		if st.Uid != 0 || (!isLink && (groupW || st.Mode&0o002 != 0)) {
+			bad = append(bad, fmt.Sprintf("%s (uid %d, mode %04o)", p, st.Uid, st.Mode&0o7777))
+			if len(bad) >= 5 {
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return exit.Runtime(fmt.Errorf("AZP_AGENT_DIR %s: inspect the agent tree: %w", root, err))
+	}
+	if len(bad) > 0 {
+		return exit.Config(fmt.Errorf("AZP_AGENT_DIR %s: the agent tree is writable by the agent's user (%v), so a job could have replaced what the listener runs; "+
+			"started as root, the entrypoint keeps the tree root's: delete the directory so that it is installed again, or bake the image without giving it to the agent (no chown -R agent)", root, bad))
+	}
+	return nil
 }
