@@ -142,7 +142,7 @@ rm -f bin/Agent.Listener 2>/dev/null; [ -e bin/Agent.Listener ] || echo REMOVED
 rm -f .agent 2>/dev/null; [ -e .agent ] || echo DELETED
 echo 'VSTS_HTTP_PROXY=http://127.0.0.1:9' > .env 2>/dev/null && echo ENV
 cat .credentials_rsaparams >/dev/null 2>&1 && echo KEY-READABLE
-kill -9 %d && echo KILLED`, in.agentDir, in.listeners()[0]))
+kill -9 %d && echo KILLED`, in.agentDir, nsPID(t, in.listeners()[0])))
 	for _, bad := range []string{"PLANTED", "REMOVED", "DELETED", "ENV"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("the job could change the agent tree (%s): %s", bad, out)
@@ -300,7 +300,7 @@ func TestAttackPlantedEnvWithProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	asJob(t, filepath.Join(in.agentDir, ".proxy"))
-	r.job(fmt.Sprintf("kill -9 %d", in.listeners()[0]))
+	r.job(fmt.Sprintf("kill -9 %d", nsPID(t, in.listeners()[0])))
 	r.waitLog("removed a file the entrypoint did not write", 30*time.Second)
 	deadline := time.Now().Add(40 * time.Second)
 	for r.countLogs("listener started") < 2 && time.Now().Before(deadline) {
@@ -319,4 +319,21 @@ func TestAttackPlantedEnvWithProxy(t *testing.T) {
 		}
 	}
 	r.stopCleanly()
+}
+
+// nsPID is a process's PID in its own (innermost) PID namespace, from the NSpid line of its status.
+func nsPID(t *testing.T, hostPID int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", hostPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" {
+			n, _ := strconv.Atoi(f[len(f)-1])
+			return n
+		}
+	}
+	t.Fatalf("no NSpid in /proc/%d/status", hostPID)
+	return 0
 }

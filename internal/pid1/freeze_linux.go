@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,7 +85,7 @@ func freezeAll(ctx context.Context, pid int) ([]int, error) {
 				continue
 			}
 			live = append(live, d)
-			if st != 'T' && st != 't' {
+			if st != 'T' && st != 't' && !stopPending(d) {
 				running++
 				_ = unix.Kill(d, unix.SIGSTOP)
 			}
@@ -103,6 +105,30 @@ func anyLive(pids []int) bool {
 			continue
 		}
 		if st, ok := parseStat(pid, data); ok && st.State != 'Z' && st.State != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// stopPending reports whether SIGSTOP is pending for pid (SigPnd or ShdPnd of /proc/PID/status).
+// Such a process stops before it runs another instruction of its own, so it cannot fork: it
+// counts as frozen even while the kernel still shows it running or in an uninterruptible wait (a
+// vfork parent whose child was stopped before it could exec stays in "D" until it is killed).
+// A SIGCONT from a process not yet stopped discards the pending stop, and the next scan sends it
+// again.
+func stopPending(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	const bit = uint64(1) << (uint(unix.SIGSTOP) - 1)
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "SigPnd" && k != "ShdPnd") {
+			continue
+		}
+		if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&bit != 0 {
 			return true
 		}
 	}
