@@ -73,15 +73,20 @@ func TestScaleRestartLaunchesNothingTwice(t *testing.T) {
 	if n := len(se.ourTasks()); n != 3 {
 		t.Fatalf("%d tasks for 3 jobs across a restart:%s", n, summary(se.ourTasks()))
 	}
-	// Tasks are not stopped by the scaler's own stop.
-	active := countActive(se.ourTasks())
-	se.queue(sim.JobSpec{Duration: 30 * time.Second})
-	se.waitTasks("a 4th task", 30*time.Second, func(ts []ecssim.TaskView) bool { return len(ts) == 4 })
+	// Agent tasks are not stopped by the scaler's own stop.
+	busy := se.queue(sim.JobSpec{Duration: 30 * time.Second})
+	se.waitRequest(busy, 60*time.Second, running)
 	if took, code := sc2.stop(); code != 0 || took > 5*time.Second {
 		t.Fatalf("scaler exit %d after %s", code, took)
 	}
-	if now := countActive(se.ourTasks()); now < active+1 {
-		t.Fatalf("tasks stopped with the scaler: %d active", now)
+	ts := se.ourTasks()
+	if countActive(ts) == 0 {
+		t.Fatalf("no task left running:%s", summary(ts))
+	}
+	for _, tk := range ts {
+		if tk.StopCode == "UserInitiated" {
+			t.Fatalf("the scaler stopped a task:%s", summary(ts))
+		}
 	}
 	se.assertNoViolations()
 }
@@ -115,7 +120,8 @@ func TestScalePersistentScaleInNeverStopsABusyAgent(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	second := se.queue(sim.JobSpec{Duration: 2 * time.Second})
+	// The job outlasts the slow disable, so the scaler's re-read finds it assigned.
+	second := se.queue(sim.JobSpec{Duration: 6 * time.Second})
 	se.waitRequest(second, 30*time.Second, finished)
 	se.wantResult(second, "succeeded")
 	sc.waitLog("scale-in cancelled", 10*time.Second)
