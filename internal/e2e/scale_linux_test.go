@@ -136,3 +136,135 @@ func TestScalePersistentScaleInNeverStopsABusyAgent(t *testing.T) {
 	}
 	se.assertNoViolations()
 }
+
+// Tasks that die at boot trip the breaker: after AZP_SCALE_MAX_FAILED_LAUNCHES failed launches in
+// a row launching pauses for one boot timeout (logged, in the metrics), then resumes.
+func TestScaleBootDeathsTripTheBreaker(t *testing.T) {
+	se := newScaleEnv(t, scaleOpts{maxFailed: "2", bootTimeout: "6s"})
+	se.ecs.FailBoot(2, map[string]string{"AZP_POOL": "NoSuchPool"}) // the real entrypoint exits 2
+	sc := se.startScaler()
+	id := se.queue(sim.JobSpec{Duration: time.Second})
+	sc.waitLog("launching paused", 60*time.Second)
+	ts := se.ourTasks()
+	if len(ts) != 2 || ts[0].ExitCode == nil || *ts[0].ExitCode != 2 || ts[1].ExitCode == nil || *ts[1].ExitCode != 2 {
+		t.Fatalf("tasks before the pause:%s", summary(ts))
+	}
+	se.waitRequest(id, 90*time.Second, finished)
+	se.wantResult(id, "succeeded")
+	ts = se.ourTasks()
+	if len(ts) != 3 {
+		t.Fatalf("tasks:%s", summary(ts))
+	}
+	// The third launch waited for the pause: one boot timeout after the second failure.
+	if gap := ts[2].CreatedAt.Sub(ts[1].StoppedAt); gap < 5*time.Second {
+		t.Fatalf("relaunched %s after the second failure, within the pause", gap)
+	}
+	if sc.metric("LaunchingPaused") < 1 || sc.metric("FailedLaunches") < 2 {
+		t.Fatalf("metrics: paused %v failed %v", sc.metric("LaunchingPaused"), sc.metric("FailedLaunches"))
+	}
+	se.assertNoViolations()
+}
+
+// What leaks is cleaned up: a SIGKILLed task's agent (a ghost) is deleted, and a task whose agent
+// never registers is stopped after the boot timeout; the placeholder stays.
+func TestScaleCleansUpGhostsAndNeverRegisteredTasks(t *testing.T) {
+	se := newScaleEnv(t, scaleOpts{mode: "persistent", standby: "1", bootTimeout: "5s"})
+	sc := se.startScaler()
+	first := se.waitTasks("a standby task", 30*time.Second, func(ts []ecssim.TaskView) bool { return len(ts) == 1 })[0]
+	in := &instance{h: se.harness, name: agentName(first.ID)}
+	in.waitOnline(60 * time.Second)
+	// The next task cannot reach the server, so its agent never registers.
+	se.ecs.FailBoot(1, map[string]string{"AZP_URL": "http://127.0.0.1:9/sim"})
+	if err := se.ecs.KillTask(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	in.waitGone(60 * time.Second) // the ghost: offline, task gone, deleted by the scaler
+	ts := se.waitTasks("the never-registered task stopped, a good one running", 90*time.Second, func(ts []ecssim.TaskView) bool {
+		return len(ts) >= 3 && ts[1].LastStatus == ecssim.StatusStopped && countActive(ts) == 1
+	})
+	if ts[0].ExitCode == nil || *ts[0].ExitCode != 137 || ts[1].StoppedReason != scale.ReasonBootTimeout {
+		t.Fatalf("tasks:%s", summary(ts))
+	}
+	(&instance{h: se.harness, name: agentName(ts[2].ID)}).waitOnline(60 * time.Second)
+	if _, ok := se.sim.Agent("Default", scalePrefix+"placeholder"); !ok {
+		t.Fatal("the placeholder is gone")
+	}
+	if len(sc.logs("deleted ghost agent")) != 1 || sc.metric("AgentsPruned") < 1 {
+		t.Fatalf("ghost deletion not logged or counted")
+	}
+	se.assertNoViolations()
+}
+
+// 429s are honoured: with the job-request listing rate-limited, the scaler waits out each
+// Retry-After instead of hammering, counts the throttling, and still serves the job. ECS
+// throttling is retried too.
+func TestScaleHonours429(t *testing.T) {
+	se := newScaleEnv(t, scaleOpts{})
+	window := 3 * time.Second
+	if err := se.sim.RateLimit(sim.RateLimitSpec{Method: "GET", PathRegexp: `/jobrequests$`, N: 1, Window: window}); err != nil {
+		t.Fatal(err)
+	}
+	se.ecs.Throttle(2)
+	se.sim.ResetRequestLog()
+	start := time.Now()
+	sc := se.startScaler()
+	id := se.queue(sim.JobSpec{Duration: time.Second})
+	se.waitRequest(id, 90*time.Second, finished)
+	se.wantResult(id, "succeeded")
+	elapsed := time.Since(start)
+	limited := 0
+	for _, r := range se.sim.RequestLog() {
+		if r.Method == "GET" && strings.HasSuffix(r.Path, "/jobrequests") && r.Status == 429 {
+			limited++
+		}
+	}
+	// One 429 per window at most (plus one for a window boundary): a client that ignored
+	// Retry-After would poll every 300 ms and collect about ten per window.
+	if windows := int(elapsed/window) + 2; limited > windows {
+		t.Fatalf("%d answers 429 in %s (%d windows): Retry-After not honoured", limited, elapsed, windows)
+	}
+	if limited == 0 {
+		t.Fatal("the rate limit never applied")
+	}
+	sc.stop()
+	if sc.metric("ThrottledRequests") < 1 {
+		t.Fatalf("ThrottledRequests %v", sc.metric("ThrottledRequests"))
+	}
+}
+
+// Standby follows its schedule: an entry covering now keeps that many idle agents ready, and a
+// job taken by one of them is replaced.
+func TestScaleStandbySchedule(t *testing.T) {
+	day := strings.ToLower(time.Now().UTC().Weekday().String()[:3])
+	se := newScaleEnv(t, scaleOpts{standby: day + " 00:00-24:00=2"})
+	se.env["AZP_SCALE_TIMEZONE"] = "UTC"
+	se.startScaler()
+	idle := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got := 0
+			for _, a := range se.sim.Agents("Default") {
+				if a.Status == "online" && a.AssignedRequestID == 0 && strings.HasPrefix(a.Name, scalePrefix) {
+					got++
+				}
+			}
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d idle agents, want %d: %+v", got, n, se.sim.Agents("Default"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	idle(2)
+	id := se.queue(sim.JobSpec{Duration: time.Second})
+	rv := se.waitRequest(id, 30*time.Second, finished)
+	(&instance{h: se.harness, name: rv.AgentName}).waitGone(30 * time.Second) // a once agent leaves after its job
+	idle(2)
+	if n := len(se.ourTasks()); n != 3 {
+		t.Fatalf("%d tasks for 2 standby and 1 job:%s", n, summary(se.ourTasks()))
+	}
+	se.assertNoViolations()
+}
