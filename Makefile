@@ -1,5 +1,5 @@
 # azp-entrypoint. `make demo` and `make test` work on a fresh machine with Go; `make tools` installs
-# the linters at pinned versions into .tools/bin (CI runs it from .ci/run).
+# the linters at pinned versions into .tools/bin (scripts/tools.sh; CI runs it from .ci/run).
 SHELL        := bash
 GO           ?= go
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -8,10 +8,6 @@ PKG          := github.com/azp-entrypoint/azp-entrypoint
 LDFLAGS      := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 TOOLS        := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS):$(PATH)
-
-STATICCHECK_VERSION ?= v0.8.2
-TFLINT_VERSION      ?= v0.55.1
-TFSEC_VERSION       ?= v1.28.14
 
 .PHONY: all build build-native test lint bench demo tools clean image test-containers container-tools
 
@@ -37,6 +33,7 @@ test:
 	$(GO) test -count=1 -timeout 20m ./...
 
 lint:
+	@if ! d=$$($(GO) mod tidy -diff); then echo "go.mod/go.sum not tidy (run go mod tidy):"; echo "$$d"; exit 1; fi
 	@out=$$(gofmt -l cmd internal bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed (make tools)"; exit 1; fi
@@ -49,11 +46,9 @@ bench: build-native
 demo: build-native
 	bash scripts/demo.sh
 
+# Pinned versions and the per-version build cache: scripts/tools.sh.
 tools:
-	@mkdir -p $(TOOLS)
-	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	GOBIN=$(TOOLS) $(GO) install github.com/terraform-linters/tflint@$(TFLINT_VERSION)
-	GOBIN=$(TOOLS) $(GO) install github.com/aquasecurity/tfsec/cmd/tfsec@$(TFSEC_VERSION)
+	bash scripts/tools.sh
 
 # The agent image (Alpine by default; BASE_IMAGE=... for a glibc base) from the binaries of `make build`.
 IMAGE      ?= azp-entrypoint:local
