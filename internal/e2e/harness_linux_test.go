@@ -75,20 +75,20 @@ func requirePIDNamespace(t *testing.T) {
 	}
 }
 
+// newHarness gives a test its own simulator, directories and token. Harnesses share nothing (each
+// entrypoint runs in its own PID and mount namespaces), so every test that makes one runs in
+// parallel with the others.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	requirePIDNamespace(t)
+	t.Parallel()
 	root := t.TempDir()
 	// The agent may run as another user: every directory on the way must be traversable.
 	for d := root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
-	s := sim.New(sim.Options{PollTimeout: 300 * time.Millisecond, OfflineAfter: 2 * time.Second})
-	url, err := s.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sim.StartForTest(t, sim.Options{PollTimeout: 300 * time.Millisecond, OfflineAfter: 2 * time.Second})
+	url := s.OrgURL()
 	token := "e2e" + randHex(20)
 	if err := s.AddToken(token, sim.ScopeManage); err != nil {
 		t.Fatal(err)
