@@ -1,6 +1,7 @@
+package e2e
+
 // Stops at awkward moments: while the server is unreachable, during a reconfiguration, while the
 // secret is fetched, and a second SIGTERM while the listener cancels a job.
-package e2e
 
 import (
 	"bytes"
