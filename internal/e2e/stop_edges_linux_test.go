@@ -54,19 +54,22 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	in.env["AZP_STOP_TIMEOUT"] = "30s"
 	r := in.start()
 	in.waitOnline(30 * time.Second)
-	// From now on agent look-ups hang: the reconfiguration's and the clean-up's. The running
-	// listener does not look agents up.
-	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
-		t.Fatal(err)
+	// From now on registering hangs. The supervisor confirms MissingAgent with a look-up before it
+	// configures again, so look-ups keep answering until the reconfiguration has started; from then
+	// on they hang too: the reconfiguration's and the clean-up's.
+	for _, m := range []string{"POST", "PUT"} {
+		if _, err := h.sim.Fault(sim.FaultSpec{Method: m, PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := h.sim.DeleteAgent("Default", in.name); err != nil {
 		t.Fatal(err)
 	}
 	r.waitLog("configuring it again", 60*time.Second)
-	// Stop once the second configuration waits on a hanging agent look-up.
+	// Stop once the second configuration waits on a hanging registration call.
 	hanging := func() bool {
 		for _, req := range h.sim.RequestLog() {
-			if req.Method == "GET" && strings.Contains(req.Path, "/agents") && req.Fault && req.Status == 0 {
+			if strings.Contains(req.Path, "/agents") && req.Fault && req.Status == 0 {
 				return true
 			}
 		}
@@ -75,6 +78,9 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for !(r.countLogs("configuring the agent") >= 2 && hanging()) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+		t.Fatal(err)
 	}
 	start := time.Now()
 	r.signal(syscall.SIGTERM)

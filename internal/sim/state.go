@@ -211,7 +211,7 @@ func (s *Server) assignJob(a *agent, now time.Time) *message {
 		return nil
 	}
 	for i, r := range s.queue {
-		if r.pool != a.pool || (r.spec.Agent != "" && !strings.EqualFold(r.spec.Agent, a.name)) {
+		if r.pool != a.pool || (r.spec.Agent != "" && !strings.EqualFold(r.spec.Agent, a.name)) || !s.canAssign(r, a) {
 			continue
 		}
 		s.queue = append(s.queue[:i:i], s.queue[i+1:]...)
@@ -230,6 +230,8 @@ func (s *Server) assignJob(a *agent, now time.Time) *message {
 		body.Sim.Result = r.spec.Result
 		body.Sim.Orphans = r.spec.Orphans
 		body.Sim.IgnoreCancelMs = r.spec.IgnoreCancel.Milliseconds()
+		body.Sim.SigintTimeoutMs, body.Sim.SigtermTimeoutMs = r.spec.SigintTimeoutMs, r.spec.SigtermTimeoutMs
+		body.Sim.FailFirstRenew = r.spec.FailFirstRenew
 		s.addMessage(a, MsgJobRequest, body)
 		return a.messages[len(a.messages)-1]
 	}
@@ -242,10 +244,13 @@ type jobMessageBody struct {
 	JobDisplayName string `json:"jobDisplayName"`
 	LockToken      string `json:"lockToken"`
 	Sim            struct {
-		DurationMs     int64  `json:"durationMs"`
-		Result         string `json:"result"`
-		Orphans        int    `json:"orphans"`
-		IgnoreCancelMs int64  `json:"ignoreCancelMs"`
+		DurationMs       int64  `json:"durationMs"`
+		Result           string `json:"result"`
+		Orphans          int    `json:"orphans"`
+		IgnoreCancelMs   int64  `json:"ignoreCancelMs"`
+		SigintTimeoutMs  int64  `json:"sigintTimeoutMs,omitempty"`
+		SigtermTimeoutMs int64  `json:"sigtermTimeoutMs,omitempty"`
+		FailFirstRenew   bool   `json:"failFirstRenew,omitempty"`
 	} `json:"sim"`
 }
 
@@ -378,6 +383,7 @@ func (s *Server) wireRequest(r *request) *taskagent.TaskAgentJobRequest {
 		FinishTime:  tm(r.finishTime),
 		LockedUntil: tm(r.lockedUntil),
 		PlanType:    ptr("Build"),
+		Demands:     wireDemands(r.spec.Demands),
 	}
 	if r.result != "" {
 		res := taskagent.TaskResult(r.result)
