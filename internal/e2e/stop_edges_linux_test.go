@@ -66,7 +66,10 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitLog("configuring it again", 60*time.Second)
-	// Stop once the second configuration waits on a hanging registration call.
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	// Stop once the second configuration waits on a hanging request.
 	hanging := func() bool {
 		for _, req := range h.sim.RequestLog() {
 			if strings.Contains(req.Path, "/agents") && req.Fault && req.Status == 0 {
@@ -78,9 +81,6 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for !(r.countLogs("configuring the agent") >= 2 && hanging()) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
-		t.Fatal(err)
 	}
 	start := time.Now()
 	r.signal(syscall.SIGTERM)

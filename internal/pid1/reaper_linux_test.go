@@ -442,6 +442,8 @@ func runHelper(mode string) error {
 		return helperInit()
 	case "subreaper":
 		return helperSubreaper()
+	case "freezekill":
+		return helperFreezeKill()
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
 }

@@ -113,6 +113,10 @@ func (sv *supervisor) startListener(msgs *messages) (*child, error) {
 	if sv.s.Once {
 		args = append(args, "--once")
 	}
+	// Leftovers ended, planted root files removed, own .proxy/.certificates written (rest_register.go).
+	if err := sv.beforeListenerStart(context.Background()); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(listenerPath(sv.s.AgentDir), args...)
 	cmd.Dir, cmd.Env = sv.s.AgentDir, sv.env
 	pid1.PrepareCmd(cmd, sv.user)
