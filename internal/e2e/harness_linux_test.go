@@ -486,3 +486,15 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// waitHealth polls `azp-entrypoint health` until it answers want.
+func (r *run) waitHealth(want int, timeout time.Duration) {
+	r.in.h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for r.health() != want {
+		if time.Now().After(deadline) {
+			r.in.h.t.Fatalf("health did not turn %d within %s", want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -52,10 +52,13 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	in.env["AZP_STOP_TIMEOUT"] = "30s"
 	r := in.start()
 	in.waitOnline(30 * time.Second)
-	// From now on agent look-ups hang: the reconfiguration's and the clean-up's. The running
-	// listener does not look agents up.
-	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
-		t.Fatal(err)
+	// From now on registering hangs. The supervisor confirms MissingAgent with a look-up before it
+	// configures again, so look-ups keep answering until the reconfiguration has started; from then
+	// on they hang too: the reconfiguration's and the clean-up's.
+	for _, m := range []string{"POST", "PUT"} {
+		if _, err := h.sim.Fault(sim.FaultSpec{Method: m, PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := h.sim.DeleteAgent("Default", in.name); err != nil {
 		t.Fatal(err)
@@ -64,6 +67,9 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for r.countLogs("configuring the agent") < 2 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
