@@ -175,10 +175,15 @@ func TestSelfUpdate(t *testing.T) {
 			for r.countLogs("Listening for Jobs") < 2 && time.Now().Before(deadline) {
 				time.Sleep(100 * time.Millisecond)
 			}
-			time.Sleep(time.Second) // room for a second listener, should the updater start one
-			ls := in.listeners()
-			if len(ls) != 1 {
-				t.Fatalf("%d listeners after the update, want 1", len(ls))
+			// Watch for a second listener, should the updater start one, for a second.
+			var ls []int
+			for watch := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if ls = in.listeners(); len(ls) != 1 {
+					t.Fatalf("%d listeners after the update, want 1", len(ls))
+				}
+				if time.Now().After(watch) {
+					break
+				}
 			}
 			cmdline, _ := os.ReadFile("/proc/" + itoa(ls[0]) + "/cmdline")
 			if !strings.Contains(string(cmdline), "--startuptype\x00service") {
@@ -263,12 +268,15 @@ func TestOrphansReaped(t *testing.T) {
 	in.waitOnline(30 * time.Second)
 	id := h.queue(sim.JobSpec{Name: "leaves-orphans", Duration: 500 * time.Millisecond, Orphans: 3})
 	h.waitRequest(id, 15*time.Second, finished)
-	time.Sleep(2500 * time.Millisecond) // orphans live FAKE_AGENT_ORPHAN_SECONDS=1
-	if n := zombiesUnder(r.pid()); n != 0 {
-		t.Fatalf("%d zombies under the entrypoint", n)
+	// The orphans live FAKE_AGENT_ORPHAN_SECONDS=1, then exit and must be reaped.
+	zombies, orphans := -1, -1
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if zombies, orphans = zombiesUnder(r.pid()), len(in.orphans()); zombies == 0 && orphans == 0 {
+			break
+		}
 	}
-	if n := len(in.orphans()); n != 0 {
-		t.Fatalf("%d orphans still running", n)
+	if zombies != 0 || orphans != 0 {
+		t.Fatalf("%d zombies under the entrypoint, %d orphans still running", zombies, orphans)
 	}
 	r.stopCleanly()
 }
@@ -367,8 +375,7 @@ func TestStopDuringDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := in.start()
-	r.waitLog("starting", 10*time.Second)
-	time.Sleep(500 * time.Millisecond)
+	r.waitLog("downloading agent package", 30*time.Second)
 	code := r.stopWithin(5 * time.Second)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
