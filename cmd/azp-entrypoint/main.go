@@ -4,8 +4,8 @@
 package main
 
 import (
-	// First: marks the process non-dumpable and scrubs secrets from its environment block before
-	// anything else initialises, for every subcommand (health, check, prune, version, install,
+	// Marks the process non-dumpable and scrubs secrets from its environment block in its init,
+	// before main runs, for every subcommand (health, check, prune, version, install, scale,
 	// run). See internal/nodump.
 	_ "github.com/azp-entrypoint/azp-entrypoint/internal/nodump"
 

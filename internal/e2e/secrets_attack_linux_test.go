@@ -337,3 +337,43 @@ func nsPID(t *testing.T, hostPID int) int {
 	t.Fatalf("no NSpid in /proc/%d/status", hostPID)
 	return 0
 }
+
+// TestAttackPrintedMissingAgent: a job tries to write the listener's MissingAgent text into the
+// listener's own output (through /proc/PID/fd/1; in root mode the pipe is root's and refuses it)
+// and the listener then exits 1. The server still has the agent: nothing is registered again.
+func TestAttackPrintedMissingAgent(t *testing.T) {
+	h := newHarness(t)
+	in := rootInstance(h, "e2e-attack-missing-text")
+	r := in.start()
+	in.waitOnline(40 * time.Second)
+	pid := nsPID(t, in.listeners()[0])
+	out := r.job(fmt.Sprintf(`for i in 1 2 3; do echo "The agent no longer exists on the server. Please reconfigure the agent." > /proc/%d/fd/1 && echo WROTE; done`, pid))
+	if !strings.Contains(out, "WROTE") {
+		// The pipe was made by root (the entrypoint), so /proc/PID/fd/1 cannot be reopened by the
+		// agent's uid: the text does not even reach the output. The exit below is decided alone.
+		t.Logf("the job could not reopen the listener's root-owned output pipe: %s", strings.TrimSpace(out))
+	}
+	if holders := tokenHolders(r, h.token); len(holders) > 0 {
+		t.Errorf("processes holding the PAT in their environment: %v", holders)
+	}
+	if err := h.sim.Script(in.name, map[string]any{"exit": 1}); err != nil {
+		t.Fatal(err)
+	}
+	// An exit 1 without a confirmed MissingAgent is fatal (Decide): the entrypoint ends, and it
+	// never registered the agent again.
+	if code := r.wait(60 * time.Second); code == 0 {
+		t.Errorf("exit code 0 after the listener's unexplained exit 1")
+	}
+	if n := r.countLogs("configuring it again"); n != 0 {
+		t.Errorf("the entrypoint registered the agent again")
+	}
+	regs := 0
+	for _, req := range h.sim.RequestLog() {
+		if (req.Method == "POST" && strings.HasSuffix(req.Path, "/agents")) || (req.Method == "PUT" && strings.Contains(req.Path, "/agents/")) {
+			regs++
+		}
+	}
+	if regs != 1 {
+		t.Errorf("%d registrations (POST/PUT agents), want the first one only", regs)
+	}
+}

@@ -11,7 +11,8 @@
 // serves as environ, for whatever can still read it (root in the container). The values stay
 // available to Go (os.Getenv) from the runtime's own copy.
 //
-// The window before this package's init (the Go runtime's start and the standard library's
-// initialisation) cannot be closed from Go; the package imports only the standard library and
-// x/sys so it runs as early as Go allows.
+// The window before this package's init cannot be closed from Go: the runtime starts first, and
+// Go initialises packages that do not depend on this one in import-path order, so some (the AWS
+// and Azure SDKs, our config tables) may initialise before it. None of them reads a credential;
+// main and every command run after it.
 package nodump
