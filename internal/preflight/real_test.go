@@ -155,4 +155,3 @@ func TestWorkDirUnreachableForTheAgentUser(t *testing.T) {
 		t.Errorf("Local as root: %v", err)
 	}
 }
-
