@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // Package is one downloadable agent package, as the server lists it.
@@ -249,7 +250,7 @@ func choose(ctx context.Context, log *slog.Logger, l Lister, platform, pin strin
 		pkg.URL = PublicURL(pkg.Version, platform)
 	}
 	if u, ok := currentCDN(pkg.URL); ok {
-		log.Info("agent package URL names the retired CDN; using its successor", "from", RedactURL(pkg.URL), "to", RedactURL(u))
+		log.Info("agent package URL names the retired CDN; using its successor", "from", redact.URL(pkg.URL), "to", redact.URL(u))
 		pkg.URL = u
 	}
 	return pkg, notFound, nil
@@ -282,7 +283,7 @@ func Install(ctx context.Context, o Options, url, sha256 string) (Marker, error)
 		url = PublicURL(o.Version, platform)
 	}
 	if want == "" {
-		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", RedactURL(url))
+		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", redact.URL(url))
 	}
 	pkg := Package{Version: o.Version, Platform: platform, URL: url, SHA256: want}
 	return o.deliver(ctx, pkg, func(err error) error {
@@ -300,7 +301,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
-		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, RedactURL(pkg.URL), err)
+		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, redact.URL(pkg.URL), err)
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
 		}

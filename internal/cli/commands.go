@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -82,7 +85,7 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
 		Signals: stopped, Environ: os.Environ(),
 	}
-	if f, ok := s.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	if err := supervisor.Run(ctx, o); err != nil {
@@ -131,7 +134,14 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 		*url = agentpkg.PublicURL(*ver, p)
 	}
 	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
-	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if strings.HasPrefix(*url, "file://") {
+		// A mirror on the local file system (a build context mounted into an image build): only
+		// the operator's own --url may name a local file, never a URL a server hands out.
+		t := &http.Transport{}
+		t.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+		o.HTTPClient = &http.Client{Transport: t}
+	}
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	m, err := agentpkg.Install(ctx, o, *url, *sum)
@@ -142,6 +152,13 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 	return nil
 }
 
+// isTerminal reports whether w is a terminal: progress bars are drawn only there, on the stream
+// they are drawn on.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func healthCommand(_ context.Context, s *streams, args []string) error {
 	fs, _ := newFlags("health", s, false)
 	def, _ := s.env("AZP_STATE_DIR")
@@ -150,6 +167,9 @@ func healthCommand(_ context.Context, s *streams, args []string) error {
 	}
 	dir := fs.String("state-dir", def, "where the entrypoint keeps its state [AZP_STATE_DIR]")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if handled, err := scaleHealth(s, *dir); handled { // a scaler container (scale.go)
 		return err
 	}
 	st, err := supervisor.Health(*dir)

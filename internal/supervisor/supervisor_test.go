@@ -55,32 +55,6 @@ func TestStopBudgetMatchesREADME(t *testing.T) {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
 
-func TestClassify(t *testing.T) {
-	for line, want := range map[string]event{
-		"2026-11-22 10:00:50Z: Listening for Jobs":                                  {kind: evListening},
-		"2026-11-22 10:00:50Z: Running job: Build and test":                         {kind: evJobStarted, job: "Build and test"},
-		"2026-11-22 10:00:55Z: Job Build completed with result: Succeeded":          {kind: evJobFinished},
-		"Agent will exit shortly for update, should back online within 10 seconds.": {kind: evUpdating},
-		"Scanning for tool capabilities.":                                           {},
-	} {
-		if got := classify(line); got != want {
-			t.Errorf("classify(%q) = %+v, want %+v", line, got, want)
-		}
-	}
-	for _, tc := range []struct {
-		lines []string
-		want  outcome
-	}{
-		{[]string{"The agent no longer exists on the server. Please reconfigure the agent."}, outMissingAgent},
-		{[]string{"A session for this agent already exists.", "Stop retry on SessionConflictException after retried for 240 seconds."}, outSessionConflict},
-		{[]string{"An error occurred: something else"}, outFatal},
-	} {
-		if got := classifyFailure(tc.lines); got != tc.want {
-			t.Errorf("classifyFailure(%q) = %v, want %v", tc.lines, got, tc.want)
-		}
-	}
-}
-
 func TestAgentFile(t *testing.T) {
 	dir := t.TempDir()
 	if a, err := readAgentFile(dir); a != nil || err != nil {

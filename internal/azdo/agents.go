@@ -1,0 +1,159 @@
+package azdo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/microsoft/azure-devops-go-api/azuredevops/v7"
+	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
+)
+
+// JobRequest is a job request of a pool.
+type JobRequest struct {
+	ID                                             uint64
+	AgentID                                        int
+	JobID, JobName, Result                         string
+	QueueTime, AssignTime, ReceiveTime, FinishTime time.Time
+}
+
+// Agent is an agent of a pool.
+type Agent struct {
+	ID                         int
+	Name, Status, Version      string
+	Enabled                    bool
+	StatusChangedOn, CreatedOn time.Time
+	AssignedRequest            *JobRequest // with includeAssignedRequest; nil when idle
+}
+
+// Online reports whether the server sees the agent as connected.
+func (a Agent) Online() bool { return strings.EqualFold(a.Status, "online") }
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func tm(t *azuredevops.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+func convRequest(r *taskagent.TaskAgentJobRequest) *JobRequest {
+	if r == nil {
+		return nil
+	}
+	j := &JobRequest{JobName: str(r.JobName), QueueTime: tm(r.QueueTime), AssignTime: tm(r.AssignTime),
+		ReceiveTime: tm(r.ReceiveTime), FinishTime: tm(r.FinishTime)}
+	if r.RequestId != nil {
+		j.ID = *r.RequestId
+	}
+	if r.JobId != nil {
+		j.JobID = r.JobId.String()
+	}
+	if r.Result != nil {
+		j.Result = string(*r.Result)
+	}
+	if r.ReservedAgent != nil && r.ReservedAgent.Id != nil {
+		j.AgentID = *r.ReservedAgent.Id
+	}
+	return j
+}
+
+func convAgent(a taskagent.TaskAgent) Agent {
+	out := Agent{Name: str(a.Name), Version: str(a.Version), StatusChangedOn: tm(a.StatusChangedOn),
+		CreatedOn: tm(a.CreatedOn), AssignedRequest: convRequest(a.AssignedRequest)}
+	if a.Id != nil {
+		out.ID = *a.Id
+	}
+	if a.Status != nil {
+		out.Status = string(*a.Status)
+	}
+	if a.Enabled != nil {
+		out.Enabled = *a.Enabled
+	}
+	return out
+}
+
+// Agent finds an agent by name, with its assigned request; nil, nil when the pool has none.
+func (c *Client) Agent(ctx context.Context, poolID int, name string) (*Agent, error) {
+	ta, err := c.taskagent(ctx)
+	if err != nil {
+		return nil, c.explain(err, "look up agent "+strconv.Quote(name))
+	}
+	yes := true
+	list, err := ta.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, AgentName: &name, IncludeAssignedRequest: &yes})
+	if err != nil {
+		return nil, c.explain(err, "look up agent "+strconv.Quote(name))
+	}
+	if list != nil {
+		for _, a := range *list {
+			if a.Name != nil && strings.EqualFold(*a.Name, name) {
+				ag := convAgent(a)
+				return &ag, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Agents lists every agent of the pool with status, statusChangedOn and assigned request.
+func (c *Client) Agents(ctx context.Context, poolID int) ([]Agent, error) {
+	ta, err := c.taskagent(ctx)
+	if err != nil {
+		return nil, c.explain(err, "list the pool's agents")
+	}
+	yes := true
+	list, err := ta.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, IncludeAssignedRequest: &yes})
+	if err != nil {
+		return nil, c.explain(err, "list the pool's agents")
+	}
+	var out []Agent
+	if list != nil {
+		out = make([]Agent, 0, len(*list))
+		for _, a := range *list {
+			out = append(out, convAgent(a))
+		}
+	}
+	return out, nil
+}
+
+// SetEnabled enables or disables an agent (a disabled agent is assigned no new job).
+func (c *Client) SetEnabled(ctx context.Context, poolID, agentID int, enabled bool) error {
+	ta, err := c.taskagent(ctx)
+	if err == nil {
+		_, err = ta.UpdateAgent(ctx, taskagent.UpdateAgentArgs{PoolId: &poolID, AgentId: &agentID,
+			Agent: &taskagent.TaskAgent{Id: &agentID, Enabled: &enabled}})
+	}
+	if err != nil {
+		what := "disable"
+		if enabled {
+			what = "enable"
+		}
+		return c.explain(err, fmt.Sprintf("%s agent %d", what, agentID))
+	}
+	return nil
+}
+
+// DeleteAgent removes an agent from the pool. An agent the server no longer knows counts as
+// removed (a retried DELETE whose first answer was lost lands here). An agent still holding a job
+// gives an error wrapping ErrAgentInUse.
+func (c *Client) DeleteAgent(ctx context.Context, poolID, agentID int) error {
+	err := c.send(ctx, http.MethodDelete, locAgents, map[string]string{"poolId": strconv.Itoa(poolID), "agentId": strconv.Itoa(agentID)}, nil, nil)
+	if err != nil {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return nil
+		}
+		return c.explain(err, fmt.Sprintf("delete agent %d", agentID))
+	}
+	return nil
+}
