@@ -39,7 +39,11 @@ type JobSpec struct {
 	// no longer knew the request (TaskAgentJobNotFoundException): JobDispatcher.RunAsync then returns
 	// after "Running job" without starting a worker or printing "completed".
 	FailFirstRenew bool `json:"failFirstRenew,omitempty"`
-	OrphanSeconds  int  `json:"orphanSeconds,omitempty"`
+	// CancelBeforeWorker: the job is cancelled while the listener waits for the first renewal, so
+	// JobDispatcher.RunJobAsync completes the request as Canceled (CompleteJobRequestAsync) and
+	// returns without starting a worker and without printing "completed".
+	CancelBeforeWorker bool `json:"cancelBeforeWorker,omitempty"`
+	OrphanSeconds      int  `json:"orphanSeconds,omitempty"`
 }
 
 type jobResult struct {
@@ -96,6 +100,14 @@ func (l *listener) startJob(b JobBody) {
 		return
 	} else if err != nil {
 		l.out.tracef("renew job request %d: %v", b.RequestID, err)
+	}
+	if b.Sim.CancelBeforeWorker {
+		l.out.tracef("Job cancellation requested during setup - stopping job request renewal for job: %s", b.JobID)
+		now := time.Now().UTC()
+		if err := l.srv.updateRequest(ctx, b.RequestID, b.LockToken, jobRequestUpdate{RequestID: b.RequestID, FinishTime: &now, Result: "canceled"}); err != nil {
+			l.out.tracef("complete job request %d: %v", b.RequestID, err)
+		}
+		return
 	}
 	j := &runningJob{body: b}
 	l.job = j
