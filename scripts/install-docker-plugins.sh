@@ -27,9 +27,9 @@ version_of() {
   esac
 }
 
-# install NAME MODULE_PATH VERSION BINARY_NAME
+# install NAME MODULE_PATH VERSION BINARY_NAME VERSION_VARIABLE
 install_plugin() {
-  local name=$1 pkg=$2 version=$3 built=$4 have
+  local name=$1 pkg=$2 version=$3 built=$4 var=$5 have
   have=$(version_of "$name")
   if [ "$have" = "$version" ]; then
     echo "docker-$name $version already installed"
@@ -39,16 +39,18 @@ install_plugin() {
   gobin=$(mktemp -d)
   # CGO off: static plugins, no C toolchain needed.
   CGO_ENABLED=0 GOBIN="$gobin" GOFLAGS=-mod=mod "$GO" install -trimpath \
-    -ldflags "-s -w" "$pkg@$version"
+    -ldflags "-s -w -X $var=$version" "$pkg@$version"
   install -m 0755 "$gobin/$built" "$plugins/docker-$name.tmp"
   mv -f "$plugins/docker-$name.tmp" "$plugins/docker-$name"
   rm -rf "$gobin"
   echo "docker-$name $version installed in $((SECONDS - start))s"
 }
 
-install_plugin buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION" buildx &
+install_plugin buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION" buildx \
+  github.com/docker/buildx/version.Version &
 bx=$!
-install_plugin compose github.com/docker/compose/v2/cmd "$COMPOSE_VERSION" cmd &
+install_plugin compose github.com/docker/compose/v2/cmd "$COMPOSE_VERSION" cmd \
+  github.com/docker/compose/v2/internal.Version &
 cp=$!
 rc=0
 wait "$bx" || rc=1

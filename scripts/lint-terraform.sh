@@ -13,8 +13,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-# shellcheck source-path=SCRIPTDIR/.. source=scripts/tools.sh
-source scripts/tools.sh --versions
+# shellcheck source=scripts/tool-versions.sh source-path=SCRIPTDIR/..
+source scripts/tool-versions.sh
 bin="$root/.tools/bin"
 export PATH="$bin:$PATH"
 

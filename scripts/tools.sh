@@ -7,20 +7,12 @@
 #
 # Usage: scripts/tools.sh            install all
 #        scripts/tools.sh NAME...    install only these (staticcheck, tflint, tfsec)
-#        source scripts/tools.sh --versions   only define the *_VERSION variables
+# Versions: scripts/tool-versions.sh.
 set -euo pipefail
 
-STATICCHECK_VERSION=v0.8.2
-TFLINT_VERSION=v0.55.1
-TFSEC_VERSION=v1.28.14
-
-if [[ ${1:-} == --versions ]]; then
-	# Sourced: return to the caller; run as a command: exit.
-	# shellcheck disable=SC2317
-	return 0 2>/dev/null || exit 0
-fi
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/tool-versions.sh source-path=SCRIPTDIR/..
+source "$root/scripts/tool-versions.sh"
 bin="$root/.tools/bin"
 cache=${AZP_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/azp-entrypoint/tools}
 

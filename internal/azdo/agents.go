@@ -28,6 +28,10 @@ type Agent struct {
 	Enabled                    bool
 	StatusChangedOn, CreatedOn time.Time
 	AssignedRequest            *JobRequest // with includeAssignedRequest; nil when idle
+	// ClientID and PublicKeyModulus are the agent's authorization (its OAuth client and the public
+	// half of the key its listener holds), where the server returns them; empty otherwise.
+	ClientID         string
+	PublicKeyModulus []byte
 }
 
 // Online reports whether the server sees the agent as connected.
@@ -79,6 +83,14 @@ func convAgent(a taskagent.TaskAgent) Agent {
 	}
 	if a.Enabled != nil {
 		out.Enabled = *a.Enabled
+	}
+	if au := a.Authorization; au != nil {
+		if au.ClientId != nil {
+			out.ClientID = au.ClientId.String()
+		}
+		if au.PublicKey != nil && au.PublicKey.Modulus != nil {
+			out.PublicKeyModulus = *au.PublicKey.Modulus
+		}
 	}
 	return out
 }
@@ -146,6 +158,22 @@ func (c *Client) SetEnabled(ctx context.Context, poolID, agentID int, enabled bo
 // DeleteAgent removes an agent from the pool. An agent the server no longer knows counts as
 // removed (a retried DELETE whose first answer was lost lands here). An agent still holding a job
 // gives an error wrapping ErrAgentInUse.
+// AgentByID reads one agent with its authorization (client id and public key), which the
+// listing by name leaves out; nil, nil when the pool has no agent with that id.
+func (c *Client) AgentByID(ctx context.Context, poolID, agentID int) (*Agent, error) {
+	var ta taskagent.TaskAgent
+	err := c.sendOne(ctx, http.MethodGet, locAgents, map[string]string{"poolId": strconv.Itoa(poolID), "agentId": strconv.Itoa(agentID)}, nil, &ta)
+	if err != nil {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return nil, nil
+		}
+		return nil, c.explain(err, fmt.Sprintf("look up agent %d", agentID))
+	}
+	ag := convAgent(ta)
+	return &ag, nil
+}
+
 func (c *Client) DeleteAgent(ctx context.Context, poolID, agentID int) error {
 	err := c.send(ctx, http.MethodDelete, locAgents, map[string]string{"poolId": strconv.Itoa(poolID), "agentId": strconv.Itoa(agentID)}, nil, nil)
 	if err != nil {

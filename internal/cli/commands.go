@@ -18,6 +18,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/logging"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/supervisor"
@@ -83,7 +84,7 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 	}
 	o := supervisor.Options{
 		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
-		Signals: stopped, Environ: os.Environ(),
+		Signals: stopped, Environ: os.Environ(), Metrics: metrics.New(s.out),
 	}
 	if isTerminal(s.err) {
 		o.Progress = s.err

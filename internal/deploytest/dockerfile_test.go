@@ -223,9 +223,20 @@ func TestDockerfileRuntime(t *testing.T) {
 			t.Errorf("runtime: apk add must install %s", pkg)
 		}
 	}
-	for _, pkg := range []string{"bash", "ca-certificates", "git", "iputils-ping", "libkrb5-3", "libstdc++6", "zlib1g", "libicu", "libssl3"} {
-		if !strings.Contains(pkgs, pkg) {
+	// Debian/Ubuntu: the packages checked (and installed when missing) one by one, plus ICU and
+	// OpenSSL, whose package names carry a version.
+	var aptWords []string
+	if m := regexp.MustCompile(`for p in ([^;]+); do`).FindStringSubmatch(pkgs); m != nil {
+		aptWords = strings.Fields(m[1])
+	}
+	for _, pkg := range []string{"bash", "ca-certificates", "git", "iputils-ping", "libkrb5-3", "libstdc++6", "zlib1g", "tzdata", "passwd", "libcap2-bin"} {
+		if !slices.Contains(aptWords, pkg) {
 			t.Errorf("runtime: the apt-get branch of the package step must install %s", pkg)
+		}
+	}
+	for _, pat := range []string{"'libicu[0-9]*'", "'libssl3*'"} {
+		if !strings.Contains(pkgs, pat) {
+			t.Errorf("runtime: the apt-get branch must look for %s", pat)
 		}
 	}
 	if !strings.Contains(pkgs, "apt-get install") {

@@ -66,6 +66,10 @@ type Scaler struct {
 	lastMetrics time.Time
 	counters    counters
 	pausedShown bool
+	// pausedMetric is the breaker state of the last record: a change is written at once.
+	pausedMetric bool
+	started      time.Time
+	countedFail  map[string]bool
 }
 
 type counters struct{ launched, failed, pruned, stopped int }
@@ -81,7 +85,7 @@ func New(ctx context.Context, c Config) (*Scaler, error) {
 		c.Now = time.Now
 	}
 	sc := c.Scale
-	s := &Scaler{c: c, log: c.Logger, markedGhosts: map[int]bool{}, markedBoot: map[string]bool{}, markedOff: map[string]bool{}, seenOnline: map[string]bool{}}
+	s := &Scaler{c: c, log: c.Logger, started: c.Now(), countedFail: map[string]bool{}, markedGhosts: map[int]bool{}, markedBoot: map[string]bool{}, markedOff: map[string]bool{}, seenOnline: map[string]bool{}}
 	pool, err := c.AzDO.Pool(ctx, c.Settings.Pool)
 	if err != nil {
 		return nil, err
@@ -250,7 +254,8 @@ func (s *Scaler) Pass(ctx context.Context) bool {
 	s.remember(in)
 	s.act(ctx, plan, in)
 	launched := plan.Launch > 0
-	s.emit(now, &plan, launched)
+	s.emit(now, &plan, launched || plan.Paused != s.pausedMetric)
+	s.pausedMetric = plan.Paused
 	return plan.Matched > 0 || plan.Starting > 0 || len(plan.ScaleIn) > 0 || launched
 }
 
@@ -354,6 +359,24 @@ func (s *Scaler) remember(in Inputs) {
 	for id := range s.seenOnline {
 		if !active[id] {
 			delete(s.seenOnline, id) // forgotten by ECS: forget it too
+		}
+	}
+	// Count for the FailedLaunches metric the tasks of this run that died before their agent was
+	// online (boot-timeout stops are counted when the scaler stops them).
+	for _, t := range in.Tasks {
+		if t.LastStatus != "STOPPED" || s.countedFail[t.ID] || s.seenOnline[t.ID] || t.StoppedReason == ReasonBootTimeout || t.StoppedAt.Before(s.started) {
+			continue
+		}
+		if t.StopCode == "TaskFailedToStart" || (t.ExitCode != nil && *t.ExitCode != 0 && t.StoppedReason != ReasonScaleIn) {
+			s.countedFail[t.ID] = true
+			s.counters.failed++
+			s.log.Warn("a launched task stopped before its agent was online; counted as a failed launch", "task", t.ID,
+				"stop_code", t.StopCode, "reason", t.StoppedReason, "exit_code", fmt.Sprint(derefInt(t.ExitCode)))
+		}
+	}
+	for id := range s.countedFail {
+		if !active[id] {
+			delete(s.countedFail, id)
 		}
 	}
 }
@@ -589,4 +612,11 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+func derefInt(p *int) any {
+	if p == nil {
+		return "none"
+	}
+	return *p
 }

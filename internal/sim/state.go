@@ -151,6 +151,7 @@ func (s *Server) dropSession(a *agent, now time.Time) {
 		delete(s.sessions, a.session.id)
 		a.session = nil
 	}
+	s.requeueUnreceived(a) // scaling.go
 	if a.online && !a.static {
 		a.online = false
 		a.statusChangedOn = now

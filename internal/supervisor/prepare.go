@@ -18,6 +18,14 @@ import (
 func (sv *supervisor) installPackage(ctx context.Context) error {
 	s := sv.s
 	uid, gid := sv.uidgid()
+	if sv.rootMode() {
+		// Root mode: the package (bin, externals, scripts, marker) stays root's; the agent gets
+		// only _diag and its work directory (rest_register.go).
+		uid, gid = -1, -1
+		if err := sv.secureAgentDir(); err != nil {
+			return err
+		}
+	}
 	m, err := agentpkg.Ensure(ctx, agentpkg.Options{
 		Dir: s.AgentDir, Version: s.AgentVersion, Platform: s.AgentPlatform, CacheDir: s.AgentCache,
 		UID: uid, GID: gid, HTTPClient: sv.o.HTTPClient, Logger: sv.log, Progress: sv.o.Progress,
@@ -26,7 +34,11 @@ func (sv *supervisor) installPackage(ctx context.Context) error {
 		return err
 	}
 	sv.log.Info("agent package ready", "version", m.Version, "platform", m.Platform, "dir", s.AgentDir)
-	// The agent writes .agent, _diag and, on self-update, bin.<version> into its root.
+	if sv.rootMode() {
+		return sv.checkRootTree()
+	}
+	// Not root: the agent is our own user and writes _diag and, on self-update, bin.<version>
+	// into its root.
 	if sv.user != nil {
 		if err := os.Lchown(s.AgentDir, sv.user.UID, sv.user.GID); err != nil {
 			return exit.Runtime(fmt.Errorf("AZP_AGENT_DIR %s: give it to the agent's user: %w", s.AgentDir, err))
@@ -62,6 +74,12 @@ func (sv *supervisor) prepareWork(ctx context.Context) (*workdir.Lease, error) {
 		}
 	}
 	extra := map[string]string{}
+	if sv.rootMode() {
+		// The agent tree is root's, so the listener cannot stage a self-update into it; it ignores
+		// update messages when agent.disableupdate has any value (src/Agent.Listener/Agent.cs,
+		// RunAsync). Updates come from a new image or AZP_AGENT_VERSION.
+		extra["agent.disableupdate"] = "true"
+	}
 	if sv.user != nil {
 		extra["HOME"], extra["USER"], extra["LOGNAME"] = sv.user.Home, sv.user.Name, sv.user.Name
 	} else if os.Geteuid() == 0 {

@@ -1,14 +1,20 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/register"
 )
 
 // registration is this run's agent in the pool. It exists from the moment the pool is known,
@@ -29,6 +35,7 @@ type registration struct {
 	// a registration a killed predecessor left.
 	mayExist bool
 	removed  bool
+	failed   bool // Remove gave up at its deadline
 }
 
 func (sv *supervisor) newRegistration(pool int) *registration {
@@ -49,7 +56,7 @@ func (r *registration) fact(ctx context.Context) AgentFact {
 		return AgentUnknown
 	case a == nil:
 		return AgentGone
-	case r.id != 0 && a.ID != r.id:
+	case r.id != 0 && a.ID != r.id, !r.holdsKeyOf(ctx, a.ID):
 		return AgentNotOurs
 	}
 	return AgentOurs
@@ -85,6 +92,7 @@ func (r *registration) Remove(deadline time.Time) error {
 		r.log.Debug("deregistration refused; retrying", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
+			r.failed = true
 			if r.id == 0 {
 				return exit.Runtime(fmt.Errorf("deregister: look up agent %q: %w (remove it later with `azp-entrypoint prune`)", r.name, lastErr))
 			}
@@ -108,6 +116,9 @@ func (r *registration) removeOnce(ctx context.Context) (done bool, err error) {
 		r.log.Info("agent already gone from the pool", "agent", r.name, "agent_id", r.id)
 	case r.id != 0 && a.ID != r.id:
 		r.log.Warn("another agent now carries this agent's name; leaving it in the pool", "agent", r.name, "ours", r.id, "theirs", a.ID)
+	case !r.holdsKeyOf(ctx, a.ID):
+		// --replace keeps the id and the OAuth client but installs the replacing listener's key.
+		r.log.Warn("another registration has replaced this agent (its key or OAuth client is not ours); leaving it in the pool", "agent", r.name, "agent_id", a.ID)
 	default:
 		start := time.Now()
 		if err := r.server.DeleteAgent(ctx, r.pool, a.ID); err != nil { // an agent already gone counts as removed
@@ -120,4 +131,30 @@ func (r *registration) removeOnce(ctx context.Context) (done bool, err error) {
 	}
 	r.id, r.mayExist = 0, false
 	return true, nil
+}
+
+// holdsKeyOf reports whether the agent directory holds the credential of the registration the
+// server has: our OAuth client id (.credentials) and our public key (.credentials_rsaparams), each
+// compared where both sides are known. The listener's files in the agent root are root's.
+func (r *registration) holdsKeyOf(ctx context.Context, id int) bool {
+	a, err := r.server.AgentByID(ctx, r.pool, id)
+	if err != nil || a == nil {
+		return true // not known: the id and name decide
+	}
+	if a.ClientID != "" {
+		var c register.Credentials
+		if data, err := os.ReadFile(filepath.Join(r.agentDir, register.FileCredentials)); err == nil &&
+			json.Unmarshal(bytes.TrimPrefix(data, utf8BOM), &c) == nil && c.Data["clientId"] != "" &&
+			!strings.EqualFold(c.Data["clientId"], a.ClientID) {
+			return false
+		}
+	}
+	if len(a.PublicKeyModulus) > 0 {
+		if data, err := os.ReadFile(filepath.Join(r.agentDir, register.FileKey)); err == nil {
+			if k, err := register.DecodeKey(data); err == nil && k.N.Cmp(new(big.Int).SetBytes(a.PublicKeyModulus)) != 0 {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/register"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
 )
@@ -80,5 +81,45 @@ func TestRemoveOnlyOurs(t *testing.T) {
 	// Already gone: nothing to do, no error.
 	if err := newReg(theirs.ID, false).Remove(deadline()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// --replace by another container of the same name keeps the agent's id and OAuth client but
+// installs that container's key: the agent is no longer ours, and our stop must not delete it.
+func TestRemoveLeavesAReplacedAgent(t *testing.T) {
+	s, c, pool := simServer(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	registerIn := func(dir string) int {
+		d, err := register.OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		res, err := register.Register(context.Background(), register.Options{Client: c, Dir: d, Owner: register.Private(),
+			Pool: "Default", Name: "agent-r", Work: "_work", Version: "4.260.0", Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Settings.AgentID
+	}
+	ours, theirs := t.TempDir(), t.TempDir()
+	id := registerIn(ours)
+	if registerIn(theirs) != id {
+		t.Fatal("replace did not keep the id")
+	}
+	reg := func(dir string) *registration {
+		return &registration{server: c, pool: pool, poolName: "Default", name: "agent-r", agentDir: dir, log: log, id: id}
+	}
+	if err := reg(ours).Remove(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := s.Agent("Default", "agent-r"); !ok || a.ID != id {
+		t.Fatal("deleted the agent another container had taken over with --replace")
+	}
+	if err := reg(theirs).Remove(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Agent("Default", "agent-r"); ok {
+		t.Fatal("the agent's current holder could not remove it")
 	}
 }

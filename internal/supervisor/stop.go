@@ -20,11 +20,12 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 	sv.log.Info("stopping", "reason", reason, "deadline", time.Until(st.deadline()).Round(time.Millisecond).String(),
 		"job_running", job.busy, "job_deadline", time.Until(st.cancelAt()).Round(time.Millisecond).String())
 
-	// a. No new job for this agent.
-	sv.disable(reg, st.cancelAt())
+	// a. No new job for this agent. With a budget too short to drain, cancelAt is now: the call
+	// still gets a moment.
+	sv.disable(reg, later(st.cancelAt(), time.Now().Add(time.Second)))
 
 	// b. Let a running job finish while the budget allows.
-	if !job.busy {
+	if !job.busy && time.Now().Before(st.cancelAt()) {
 		if name, busy := sv.serverBusy(reg, st.cancelAt()); busy {
 			job.busy, job.name = true, name
 		}
@@ -56,6 +57,9 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 	select {
 	case <-c.proc.Done():
 	default:
+		if job.busy {
+			sv.outcome = outcomeCancelled
+		}
 		sv.log.Info("asking the listener to stop (SIGINT)", "pid", c.proc.Pid)
 		if err := c.proc.Signal(unix.SIGINT); err != nil {
 			sv.log.Warn("signal the listener", "err", err)
@@ -85,6 +89,7 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 				// c. The budget is spent: kill the listener, by its PID alone. Whatever it still
 				// runs dies with the container when PID 1 exits.
 				sv.log.Warn("the listener did not stop in time; killing it", "pid", c.proc.Pid)
+				sv.outcome = outcomeKilled
 				if err := c.proc.Signal(unix.SIGKILL); err != nil {
 					sv.log.Warn("kill the listener", "err", err)
 				}
@@ -99,6 +104,13 @@ func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) e
 	}
 	job.set(false, "")
 	return sv.finishStop(reg)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func minTime(a, b time.Time) time.Time {

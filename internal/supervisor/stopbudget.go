@@ -23,14 +23,26 @@ func deregReserve(budget time.Duration) time.Duration {
 	return clamp(budget/6, 3*time.Second, 10*time.Second)
 }
 
-// cancelReserve is kept for the listener to cancel a job and exit after SIGINT: a sixth of the
-// budget, 2 s to 15 s (the worker gives steps 7.5 s after SIGINT and 2.5 s after SIGTERM).
+// cancelPath is how long the real listener needs to cancel a running job and leave cleanly after
+// SIGINT: the worker gives the job's steps 7.5 s after SIGINT and 2.5 s after SIGTERM
+// (AgentKnobs PROCESS_SIGINT_TIMEOUT, PROCESS_SIGTERM_TIMEOUT), then the listener completes the job
+// request and deletes its session (JobDispatcher, MessageListener.DeleteSessionAsync); 2 s for
+// those two calls. Killed earlier, the server still holds the request and refuses the deletion.
+const cancelPath = 12 * time.Second
+
+// cancelReserve is kept for the listener to cancel a job and exit after SIGINT: the cancel path,
+// or a sixth of the budget up to 15 s when that is more. A budget too short for the cancel path
+// and the deregistration reserve (under 16 s, docker's default 10 s among them) cancels the job at
+// once: everything but the deregistration reserve and the margin goes to the cancel.
 func cancelReserve(budget time.Duration) time.Duration {
-	return clamp(budget/6, 2*time.Second, 15*time.Second)
+	want := max(cancelPath, min(budget/6, 15*time.Second))
+	return max(0, min(want, budget-stopMargin-deregReserve(budget)))
 }
 
-// forcedGrace is how long the listener gets after SIGINT once a second signal asked to stop now.
-const forcedGrace = 3 * time.Second
+// forcedGrace is how long the listener gets after SIGINT once a second signal asked to stop now:
+// a second signal skips the wait for the job, not the listener's cancel path (killed in the middle
+// of it, the server would refuse the deletion). The stop's own deadlines still bound it.
+const forcedGrace = cancelPath
 
 // setupStopLimit bounds a stop that arrives before the listener runs (download, configuration).
 const setupStopLimit = 4 * time.Second

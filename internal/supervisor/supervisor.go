@@ -32,6 +32,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
 )
@@ -46,6 +47,8 @@ type Options struct {
 	Signals    <-chan os.Signal
 	Environ    []string // the entrypoint's environment; the listener gets a scrubbed copy
 	Getenv     func(string) string
+	// Metrics receives the run's EMF records (contract, "Metrics"); nil discards them.
+	Metrics *metrics.Writer
 	// Progress receives a download progress bar when stdout is a terminal.
 	Progress io.Writer
 }
@@ -79,6 +82,10 @@ type supervisor struct {
 	// prepare.go
 	work string
 	env  []string // the listener's environment
+	// metrics.go
+	started time.Time
+	online  bool   // TimeToOnline was written
+	outcome string // how the listener was stopped, for StopOutcome; "" while it never ran
 }
 
 // Run is the lifecycle of `azp-entrypoint run`. It returns nil after a clean stop (deregistered
@@ -87,7 +94,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
 	}
-	sv := &supervisor{o: o, s: o.Settings, log: o.Logger, stop: newStopper(o.Settings.StopTimeout)}
+	sv := &supervisor{o: o, s: o.Settings, log: o.Logger, stop: newStopper(o.Settings.StopTimeout), started: time.Now()}
 	if sv.state, err = newStateWriter(sv.s.StateDir); err != nil {
 		return exit.Config(err)
 	}
@@ -124,7 +131,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	// AZP_DEREGISTER=false). The stop sequence removes it before the work slot is released; this is
 	// the net under every other way out.
 	reg := sv.newRegistration(pool.ID)
-	defer func() { err = errors.Join(err, reg.Remove(sv.removeDeadline())) }()
+	defer func() {
+		err = errors.Join(err, reg.Remove(sv.removeDeadline()))
+		sv.stopOutcome(reg)
+	}()
 
 	// Step 3: the agent package.
 	if err := sv.installPackage(setup); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
@@ -21,10 +22,11 @@ func (sv *supervisor) waitUpdate(ctx context.Context, c *child) error {
 	sv.log.Info("the agent is updating itself; waiting for the update to finish", "exit_code", c.proc.ExitCode())
 	exited := time.Now().Add(-2 * time.Second)
 	deadline := time.Now().Add(updateTimeout)
+	diag := diagDir(sv.env, s.AgentDir)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if result, ok := updateResult(s.AgentDir, exited); ok {
+		if result, ok := updateResult(diag, exited); ok {
 			if st, err := os.Stat(listenerPath(s.AgentDir)); err == nil && st.Mode()&0o111 != 0 {
 				if result == "failed" {
 					sv.log.Warn("the agent's self-update failed; relaunching the previous version")
@@ -35,7 +37,7 @@ func (sv *supervisor) waitUpdate(ctx context.Context, c *child) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return exit.Runtime(fmt.Errorf("the agent's self-update did not finish within %s (no _diag/SelfUpdate-*.log.succeed in %s)", updateTimeout, s.AgentDir))
+			return exit.Runtime(fmt.Errorf("the agent's self-update did not finish within %s (no SelfUpdate-*.log.succeed or .failed in %s)", updateTimeout, diag))
 		}
 		select {
 		case <-tick.C:
@@ -47,9 +49,25 @@ func (sv *supervisor) waitUpdate(ctx context.Context, c *child) error {
 	}
 }
 
-// updateResult finds the newest SelfUpdate log marked .succeed or .failed since t.
-func updateResult(agentDir string, since time.Time) (string, bool) {
-	matches, _ := filepath.Glob(filepath.Join(agentDir, "_diag", "SelfUpdate-*.log.*"))
+// diagDir is where the listener writes its diagnostics, the self-update log among them:
+// AGENT_DIAGLOGPATH when set in its environment, else _diag in the agent root
+// (HostContext.GetDiagDirectory and GetDiagOrDefault, AgentKnobs.AgentDiagLogPath;
+// SelfUpdater.GenerateUpdateScript names the log SelfUpdate-<yyyyMMdd-HHmmss>.log there).
+func diagDir(env []string, agentDir string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "AGENT_DIAGLOGPATH="); ok {
+			if v != "" {
+				return v
+			}
+			break
+		}
+	}
+	return filepath.Join(agentDir, "_diag")
+}
+
+// updateResult finds the newest SelfUpdate log in diag marked .succeed or .failed since t.
+func updateResult(diag string, since time.Time) (string, bool) {
+	matches, _ := filepath.Glob(filepath.Join(diag, "SelfUpdate-*.log.*"))
 	for _, m := range matches {
 		st, err := os.Stat(m)
 		if err != nil || st.ModTime().Before(since) {

@@ -2,149 +2,60 @@ package supervisor
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
-	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"strconv"
 	"time"
 
-	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
-	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 )
 
-// supervise is lifecycle step 6: run the listener and act on its exits (Decide) until a stop.
-func (sv *supervisor) supervise(ctx context.Context, reg *registration) error {
-	job := &jobState{state: sv.state, protector: sv.protector, log: sv.log}
-	var hist History
-	for {
-		if sv.stop.isRequested() {
-			return sv.finishStop(reg)
-		}
-		msgs := loadMessages(sv.s.AgentDir, sv.env)
-		c, err := sv.startListener(msgs)
-		if err != nil {
-			return sv.fatal(reg, exit.Runtime(err))
-		}
-		if stopped, err := sv.watch(c, job, reg); stopped {
-			return err
-		}
-		sv.state.phase(PhaseExited)
-		e := Exit{Code: c.proc.ExitCode(), Ran: time.Since(c.start), Stopping: sv.stop.isRequested()}
-		var f Facts
-		if !e.Stopping {
-			e.Lines = c.lastLines()
-			e.Said = msgs.classifyFailure(e.Lines)
-			f = sv.facts(ctx, e, reg)
-		}
-		job.set(false, "")
-		var d Decision
-		d, hist = Decide(e, f, hist)
-		switch d.Action {
-		case Finish:
-			if !e.Stopping {
-				sv.log.Info("the listener finished", "once", sv.s.Once)
-			}
-			return sv.finishStop(reg)
-		case Fatal:
-			return sv.fatal(reg, exit.Runtime(fmt.Errorf("the listener of agent %q %s", sv.name, d.Reason)))
-		case Reconfigure:
-			sv.log.Warn("the listener "+d.Reason+"; configuring it again", "exit_code", e.Code)
-			if err := sv.reconfigure(ctx, reg); err != nil {
-				return err
-			}
-			continue
-		case WaitUpdate:
-			if err := sv.waitUpdate(ctx, c); err != nil {
-				if sv.stop.isRequested() {
-					return sv.finishStop(reg)
-				}
-				return sv.fatal(reg, err)
-			}
-			continue // relaunch at once with the same arguments, registration kept
-		}
-		// Relaunch, Backoff.
-		sv.log.Warn("the listener exited; relaunching after a pause", "exit_code", e.Code, "reason", d.Reason, "backoff", d.Wait.String())
-		sv.state.phase(PhaseBackoff)
-		t := time.NewTimer(d.Wait)
-		select {
-		case <-t.C:
-		case <-sv.stop.requested:
-			t.Stop()
-		}
-	}
+// Confirmations the watch loop asks for; variables so that tests may shorten them.
+var (
+	// checkEvery is how often a running job is confirmed (a live Agent.Worker below the listener).
+	checkEvery = 15 * time.Second
+	// busyGrace: a job the output announced but no worker confirms for this long is over. The
+	// real JobDispatcher prints "Running job" before the first renewal of the request and starts
+	// the worker only after it, and may return without "completed" (renew failure, cancel before
+	// the worker starts, message timeout; reference §12).
+	busyGrace = 30 * time.Second
+	// listenRetry: "Listening for Jobs" not yet confirmed by the server is asked again this often.
+	listenRetry = 2 * time.Second
+	// connectGrace: after "Agent connect error", health stays 0 this long before the server is
+	// asked; offline (or unanswered) then turns it 1. See the README ("Health").
+	connectGrace = 2 * time.Minute
+)
+
+// verdict is what the process tree and the server say about the agent, at one moment.
+type verdict struct {
+	worker   bool   // an Agent.Worker runs below the listener
+	answered bool   // the server answered
+	online   bool   // the server sees the agent (with our name and id) online
+	request  string // the request the server has assigned to it, "" when none
 }
 
-// facts confirms what the listener's exit may mean, outside its output: the server is asked about
-// the agent after an exit 1, and the agent root is checked for its credentials after any failure.
-func (sv *supervisor) facts(ctx context.Context, e Exit, reg *registration) Facts {
-	var f Facts
-	if e.Code != 0 && e.Code != 3 && e.Code != 4 {
-		f.CredentialsMissing = credentialsMissing(sv.s.AgentDir)
-	}
-	if e.Code == 1 && !f.CredentialsMissing {
-		actx, cancel := sv.stop.context(ctx)
-		defer cancel()
-		actx, cancel2 := context.WithTimeout(actx, serverCheckTimeout)
-		defer cancel2()
-		f.Agent = reg.fact(actx)
-		sv.log.Info("asked the server about the agent after the listener's exit", "exit_code", e.Code, "agent", reg.name, "fact", f.Agent.String())
-	}
-	return f
-}
-
-// credentialsMissing reports whether the listener's credentials are gone from the agent root.
-func credentialsMissing(agentDir string) bool {
-	for _, f := range []string{".credentials", ".credentials_rsaparams"} {
-		if _, err := os.Lstat(filepath.Join(agentDir, f)); errors.Is(err, fs.ErrNotExist) {
-			return true
-		}
-	}
-	return false
-}
-
-// startListener launches `Agent.Listener run` as the agent's user.
-func (sv *supervisor) startListener(msgs *messages) (*child, error) {
-	args := []string{"run", "--startuptype", "service"}
-	if sv.s.Once {
-		args = append(args, "--once")
-	}
-	cmd := exec.Command(listenerPath(sv.s.AgentDir), args...)
-	cmd.Dir, cmd.Env = sv.s.AgentDir, sv.env
-	pid1.PrepareCmd(cmd, sv.user)
-	sv.state.phase(PhaseStarted)
-	c, err := startClassified(sv.o.Reaper, cmd, sv.log, msgs.classify)
+// verify asks the process tree and the server; it runs on its own goroutine.
+func (sv *supervisor) verify(reg *registration, pid int) verdict {
+	v := verdict{worker: workerBelow(pid)}
+	ctx, cancel := context.WithTimeout(context.Background(), serverCheckTimeout)
+	defer cancel()
+	a, err := sv.server.Agent(ctx, reg.pool, reg.name)
 	if err != nil {
-		return nil, fmt.Errorf("start the listener %s: %w", cmd.Path, err)
+		return v
 	}
-	sv.log.Info("listener started", "pid", c.proc.Pid, "args", args, "culture", msgs.culture)
-	return c, nil
-}
-
-// reconfigure answers MissingAgent: the registration is gone from the server, so it is made again.
-func (sv *supervisor) reconfigure(ctx context.Context, reg *registration) error {
-	reg.id = 0
-	if err := wipeConfig(sv.s.AgentDir); err != nil {
-		return sv.fatal(reg, exit.Runtime(err))
+	v.answered = true
+	if a != nil && (reg.id == 0 || a.ID == reg.id) {
+		v.online = a.Online()
+		if a.AssignedRequest != nil {
+			v.request = "request " + strconv.FormatUint(a.AssignedRequest.ID, 10)
+		}
 	}
-	cctx, cancel := sv.stop.context(ctx)
-	err := sv.configure(cctx, reg, true)
-	cancel()
-	if err == nil {
-		return nil
-	}
-	if sv.stop.isRequested() {
-		// A stop during configuration: it ends within setupStopLimit, as in setup.
-		sv.state.phase(PhaseStopping)
-		return reg.Remove(sv.abortDeadline())
-	}
-	return sv.fatal(reg, err)
+	return v
 }
 
 // watch follows a running listener until it exits (stopped=false) or a stop has been carried out
-// (stopped=true, with the stop's outcome).
+// (stopped=true, with the stop's outcome). The listener's lines are hints that start a
+// confirmation: health turns 0 once the server sees the agent online, a job counts while a worker
+// runs, the idle timeout stops only an agent with no worker and no assigned request, and a
+// connection error turns health 1 only when the server confirms it after a grace.
 func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped bool, err error) {
 	var idle <-chan time.Time
 	var idleTimer *time.Timer
@@ -158,32 +69,149 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 		idleTimer = time.NewTimer(sv.s.IdleTimeout)
 		idle = idleTimer.C
 	}
+
+	// One confirmation at a time; what is asked for while one runs is asked right after it.
+	results := make(chan verdict, 1)
+	checking, again := false, false
+	check := func() {
+		if checking {
+			again = true
+			return
+		}
+		checking = true
+		go func() { results <- sv.verify(reg, c.proc.Pid) }()
+	}
+	var (
+		wantListen, wantIdle, wantConn bool
+		idleRequest                    string           // a request assigned at the last idle check, with no worker
+		retry                          <-chan time.Time // ask again for an unconfirmed "Listening"
+		conn                           *time.Timer      // connection-error grace, nil when connected
+		connC                          <-chan time.Time
+		workerSeen                     time.Time // last time a worker was seen (or the job announced)
+	)
+	stopConn := func() {
+		if conn != nil {
+			conn.Stop()
+		}
+		conn, connC = nil, nil
+	}
+	defer stopConn()
+
 	onEvent := func(ev event) {
 		switch ev.kind {
 		case evListening:
-			if !job.busy {
-				sv.state.phase(PhaseListening)
-			}
+			stopConn()
+			wantListen = true
+			check()
 		case evJobStarted:
 			idle = nil
+			workerSeen = time.Now()
 			job.set(true, ev.job)
 		case evJobFinished:
+			if job.busy {
+				sv.metric(metrics.Metric{Name: "JobsRun", Unit: metrics.Count, Value: 1})
+			}
 			job.set(false, "")
 			resetIdle()
 		case evUpdating:
 			sv.state.phase(PhaseUpdating)
+		case evConnectError:
+			if conn == nil {
+				sv.log.Warn("the listener lost the server; health turns 1 if the server confirms it after the grace", "grace", connectGrace.String())
+				conn = time.NewTimer(connectGrace)
+				connC = conn.C
+			}
+		case evReconnected:
+			stopConn()
+			wantListen = true
+			check()
 		}
 	}
+	onVerdict := func(v verdict) {
+		checking = false
+		switch {
+		case v.worker:
+			workerSeen = time.Now()
+			if !job.busy {
+				// A job the output did not announce (or in words not recognised).
+				idle, wantIdle = nil, false
+				job.set(true, firstNonEmpty(v.request, "unannounced job"))
+			}
+		case job.busy && time.Since(workerSeen) >= busyGrace:
+			sv.log.Warn("no job is running: the listener announced one but no Agent.Worker runs below it", "job", job.name, "for", busyGrace.String())
+			job.set(false, "")
+			resetIdle()
+		}
+		if wantListen {
+			if v.answered && v.online {
+				wantListen = false
+				if !job.busy {
+					sv.state.phase(PhaseListening)
+				}
+				if !sv.online {
+					sv.online = true
+					sv.metric(metrics.Metric{Name: "TimeToOnline", Unit: metrics.Seconds, Value: time.Since(sv.started).Seconds()})
+				}
+			} else if retry == nil {
+				retry = time.After(listenRetry)
+			}
+		}
+		if wantIdle {
+			wantIdle = false
+			switch {
+			case job.busy:
+			case v.request != "" && v.request != idleRequest:
+				// The listener may be about to start it; the next idle timeout decides.
+				sv.log.Info("idle timeout reached, but the server has assigned a request; waiting for it", "request", v.request)
+				idleRequest = v.request
+				resetIdle()
+			default:
+				// No worker, and no request, or the same one a whole idle timeout later with no
+				// worker for it: the listener does not run it.
+				sv.log.Info("no job started within the idle timeout; stopping", "idle_timeout", sv.s.IdleTimeout.String())
+				sv.stop.request("idle timeout")
+			}
+		}
+		if wantConn {
+			wantConn = false
+			if v.answered && v.online {
+				sv.log.Info("the listener reported a connection error, but the server sees the agent online; staying healthy")
+			} else {
+				sv.log.Warn("the listener has not reached the server within the grace, and the server does not see the agent online; health 1 until it reconnects",
+					"grace", connectGrace.String(), "server_answered", v.answered)
+				sv.state.phase(PhaseDisconnected)
+			}
+		}
+		if again {
+			again = false
+			check()
+		}
+	}
+
 	resetIdle()
 	renew := time.NewTicker(time.Minute)
 	defer renew.Stop()
+	confirm := time.NewTicker(checkEvery)
+	defer confirm.Stop()
 	for {
 		select {
 		case ev := <-c.events:
 			onEvent(ev)
+		case v := <-results:
+			onVerdict(v)
 		case <-idle:
-			sv.log.Info("no job started within the idle timeout; stopping", "idle_timeout", sv.s.IdleTimeout.String())
-			sv.stop.request("idle timeout")
+			idle, wantIdle = nil, true
+			check()
+		case <-retry:
+			retry = nil
+			check()
+		case <-connC:
+			conn, connC, wantConn = nil, nil, true
+			check()
+		case <-confirm.C:
+			if job.busy {
+				check()
+			}
 		case <-renew.C:
 			job.renewProtection()
 		case <-sv.stop.requested:
@@ -200,44 +228,5 @@ func (sv *supervisor) watch(c *child, job *jobState, reg *registration) (stopped
 				return false, nil
 			}
 		}
-	}
-}
-
-// jobState is the listener's job as the watch loop knows it. Only the watch loop, and the stop
-// sequence it hands over to, touch it.
-type jobState struct {
-	busy      bool
-	name      string
-	state     *stateWriter
-	protector *protector // nil: no ECS task protection
-	log       *slog.Logger
-}
-
-// set records a job start or end, and holds ECS scale-in protection while a job runs.
-func (j *jobState) set(busy bool, name string) {
-	if busy == j.busy {
-		return
-	}
-	j.busy, j.name = busy, name
-	if busy {
-		j.log.Info("job started", "job", name)
-		_ = j.state.set(func(s *State) { s.Phase, s.Job = PhaseBusy, name })
-	} else {
-		_ = j.state.set(func(s *State) {
-			s.Job = ""
-			if s.Phase == PhaseBusy {
-				s.Phase = PhaseListening
-			}
-		})
-	}
-	if j.protector != nil {
-		j.protector.want(busy)
-	}
-}
-
-// renewProtection extends scale-in protection for jobs that outlast its expiry.
-func (j *jobState) renewProtection() {
-	if j.protector != nil && j.busy {
-		j.protector.renew()
 	}
 }
