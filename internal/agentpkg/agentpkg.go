@@ -147,6 +147,11 @@ func Ensure(ctx context.Context, o Options, l Lister) (Marker, error) {
 	if err != nil {
 		return Marker{}, err
 	}
+	// Everything local before the network: a file at AZP_AGENT_DIR or an unwritable directory
+	// is a configuration error found here, not after a download.
+	if _, _, err := CheckDir(o); err != nil {
+		return Marker{}, err
+	}
 	m, err := Find(o.Dir)
 	var incomplete *IncompleteError
 	switch {

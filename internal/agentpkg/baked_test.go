@@ -144,3 +144,15 @@ func TestReadTreeNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("empty dir: %v", err)
 	}
 }
+
+func TestAgentDirOnAFileFailsBeforeTheNetwork(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "agent")
+	os.WriteFile(file, []byte("not a directory"), 0o644)
+	for _, dir := range []string{file, filepath.Join(file, "sub")} {
+		o := agentpkg.Options{Dir: dir, Platform: "linux-x64", UID: -1, GID: -1, Logger: slog.New(slog.DiscardHandler)}
+		_, err := agentpkg.Ensure(context.Background(), o, noLister{t})
+		if exit.Code(err) != 2 || !strings.Contains(err.Error(), "AZP_AGENT_DIR "+dir) {
+			t.Errorf("%s: %v (exit %d)", dir, err, exit.Code(err))
+		}
+	}
+}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
-
-	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 )
 
 // JobRequest is a job request of a pool.
@@ -186,30 +184,4 @@ func (c *Client) DeleteAgent(ctx context.Context, poolID, agentID int) error {
 		return c.explain(err, fmt.Sprintf("delete agent %d", agentID))
 	}
 	return nil
-}
-
-// probeAgentID is an agent id no pool has (the largest int32); see CanManage.
-const probeAgentID = 2147483647
-
-// CanManage checks that the credential may manage the pool's agents without changing anything:
-// it PATCHes an agent id that does not exist with a body that changes no field. The server checks
-// the pool's Manage permission before it looks the agent up, so a credential that may manage gets
-// 404 (or 400), and one that may only read gets 403. Nothing is registered or modified.
-func (c *Client) CanManage(ctx context.Context, poolID int) error {
-	ta, err := c.taskagent(ctx)
-	if err == nil {
-		id := probeAgentID
-		_, err = ta.UpdateAgent(ctx, taskagent.UpdateAgentArgs{PoolId: &poolID, AgentId: &id, Agent: &taskagent.TaskAgent{Id: &id}})
-	}
-	if err == nil {
-		return nil
-	}
-	var ae *Error
-	if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusBadRequest) {
-		return nil
-	}
-	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-		return exit.Auth(fmt.Errorf("the credential may read agent pool %d at %s but not manage its agents (HTTP 403: %s); grant the PAT the scope Agent Pools (read & manage) and the user or service principal the Administrator role on the pool", poolID, c.url, ae.Message))
-	}
-	return c.explain(err, "check permission to manage the pool's agents")
 }

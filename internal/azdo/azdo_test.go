@@ -126,8 +126,8 @@ func TestOperations(t *testing.T) {
 	if err := c.DeleteAgent(ctx, p.ID, a.ID); err != nil {
 		t.Fatalf("deleting an absent agent: %v", err)
 	}
-	if err := c.CanManage(ctx, p.ID); err != nil {
-		t.Fatal(err)
+	if ok, err := c.MayManage(ctx, p.ID); err != nil || !ok {
+		t.Fatalf("MayManage with a manage token: %v %v", ok, err)
 	}
 
 	// Packages.
@@ -177,8 +177,18 @@ func TestAuthErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, rc.CanManage(ctx, p.ID), exit.Denied, "may read", "not manage", "Agent Pools (read & manage)")
-	wantErr(t, rc.SetEnabled(ctx, p.ID, 1, false), exit.Denied, "403", "Agent Pools (read & manage)")
+	if ok, err := rc.MayManage(ctx, p.ID); err != nil || ok {
+		t.Errorf("MayManage with a read token: %v %v", ok, err)
+	}
+	// The server looks the agent up before it checks permissions: a made-up id is 404 for anyone.
+	if err := rc.SetEnabled(ctx, p.ID, 424242, false); exit.Code(err) != 1 || !errors.Is(err, azdo.ErrNotFound) {
+		t.Errorf("read token on a non-existent agent: %v", err)
+	}
+	if err := s.SeedAgents("Default", 1, "online", time.Now(), "seeded-"); err != nil {
+		t.Fatal(err)
+	}
+	seeded := s.Agents("Default")[0]
+	wantErr(t, rc.SetEnabled(ctx, p.ID, seeded.ID, false), exit.Denied, "403", "Agent Pools (read & manage)")
 
 	// A credential that cannot be obtained keeps its kind.
 	bad := func(context.Context) (string, error) {

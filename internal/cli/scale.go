@@ -136,7 +136,13 @@ func runScaleCheck(ctx context.Context, s *streams, p *scaleParts) error {
 			if err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("%s (id %d)", pool.Name, pool.ID), p.azdo.CanManage(ctx, pool.ID)
+			// The Security service's answer is a hint (the identity's rights, not a PAT's scope):
+			// reported, never a failure (preflight.Run does the same).
+			manage := "holds Manage"
+			if ok, err := p.azdo.MayManage(ctx, pool.ID); err != nil || !ok {
+				manage = "Manage: unknown"
+			}
+			return fmt.Sprintf("%s (id %d); %s", pool.Name, pool.ID, manage), nil
 		}},
 		{"ecs", func() (string, error) {
 			td, err := scale.CheckECS(ctx, p.ecs, p.scale)

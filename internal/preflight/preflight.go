@@ -1,10 +1,13 @@
 // Package preflight is the backend of `azp-entrypoint check`: it runs every check the lifecycle
-// depends on (settings, credentials, server, pool, permission to manage agents, an agent package
-// for the platform, the work directory) and reports one line per check.
+// depends on (settings, the agent directory, credentials, server, pool, permission to manage
+// agents, an agent package for the platform, the work directory) and reports one plain-text line
+// per check. Local is the part `run` uses before it touches the network.
 //
-// It must never register, modify or delete anything on the server: the permission check uses a
-// no-op probe (see azdo.Client.CanManage). The exit code of `check` is the first failure's, which
-// FirstError returns for exit.Code.
+// It must never register, modify or delete anything on the server: the permission check asks the
+// Security service (azdo.Client.MayManage), and a refused or inconclusive answer is "unknown",
+// never a failure (the server's refusal of a registration is the authority). The server is tried
+// once with a short timeout. The exit code of `check` is the first failure's, which FirstError
+// returns for exit.Code.
 package preflight
 
 import (
@@ -14,9 +17,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/azp-entrypoint/azp-entrypoint/internal/agentpkg"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
@@ -29,6 +34,7 @@ type Result struct {
 	Name    string
 	OK      bool
 	Skipped bool // not run because a check it needs failed (or it was not configured)
+	Unknown bool // run, but the answer was refused or inconclusive; not a failure
 	Detail  string
 	Err     error
 }
@@ -48,8 +54,11 @@ type Deps struct {
 	WorkDir func(ctx context.Context) error
 	// Out receives one line per check; nil: nothing is printed.
 	Out io.Writer
-	// UnreachableFor bounds the retries of an unreachable server (default 2m, as for run).
+	// UnreachableFor bounds the retries of an unreachable server; default: none, the server is
+	// tried once (a typo'd host is reported at once), each request with RequestTimeout.
 	UnreachableFor time.Duration
+	// RequestTimeout bounds each request to the server (default 15s).
+	RequestTimeout time.Duration
 	// ClientOptions adjusts the Azure DevOps client (tests: short backoff).
 	ClientOptions func(*azdo.Options)
 }
@@ -57,6 +66,7 @@ type Deps struct {
 // Check names, in the order they run.
 const (
 	CheckSettings    = "settings"
+	CheckAgentDir    = "agentdir"
 	CheckCredentials = "credentials"
 	CheckServer      = "server"
 	CheckPool        = "pool"
@@ -70,6 +80,10 @@ func Run(ctx context.Context, d Deps) []Result {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
+	if d.Out != nil {
+		// Log records would land inside the table as JSON lines: print warnings as notes instead.
+		d.Logger = slog.New(&noteHandler{out: d.Out, masker: d.Masker})
+	}
 	r := &runner{d: d}
 	r.run(ctx)
 	return r.results
@@ -79,7 +93,7 @@ func Run(ctx context.Context, d Deps) []Result {
 // the exit code of `check`.
 func FirstError(results []Result) error {
 	for _, r := range results {
-		if !r.OK && !r.Skipped {
+		if !r.OK && !r.Skipped && !r.Unknown {
 			if r.Err == nil {
 				return exit.Runtime(fmt.Errorf("check %s failed", r.Name))
 			}
@@ -103,6 +117,8 @@ func (r *runner) add(res Result) {
 	switch {
 	case res.Skipped:
 		state = "skip"
+	case res.Unknown:
+		state = "?"
 	case !res.OK:
 		state = "FAIL"
 		if res.Err != nil {
@@ -116,6 +132,7 @@ func (r *runner) add(res Result) {
 func (r *runner) ok(name, detail string)    { r.add(Result{Name: name, OK: true, Detail: detail}) }
 func (r *runner) fail(name string, e error) { r.add(Result{Name: name, Err: e}) }
 func (r *runner) skip(name, why string)     { r.add(Result{Name: name, Skipped: true, Detail: why}) }
+func (r *runner) unknown(name, why string)  { r.add(Result{Name: name, Unknown: true, Detail: why}) }
 
 func (r *runner) run(ctx context.Context) {
 	d := r.d
@@ -126,7 +143,7 @@ func (r *runner) run(ctx context.Context) {
 			err = exit.Config(errors.New("no settings"))
 		}
 		r.fail(CheckSettings, err)
-		for _, n := range []string{CheckCredentials, CheckServer, CheckPool, CheckPermissions, CheckPackage, CheckWorkDir} {
+		for _, n := range []string{CheckAgentDir, CheckCredentials, CheckServer, CheckPool, CheckPermissions, CheckPackage, CheckWorkDir} {
 			r.skip(n, "needs valid settings")
 		}
 		return
@@ -137,34 +154,70 @@ func (r *runner) run(ctx context.Context) {
 	}
 	r.ok(CheckSettings, detail)
 
+	// Local first: the agent directory decides whether a download is needed at all.
+	local, have, dirErr := agentpkg.CheckDir(agentOptions(s))
+	switch {
+	case dirErr != nil:
+		r.fail(CheckAgentDir, dirErr)
+	case have && local.Baked:
+		r.ok(CheckAgentDir, fmt.Sprintf("%s holds agent %s (%s), baked without a marker; used as it is", s.AgentDir, local.Current, local.Platform))
+	case have:
+		r.ok(CheckAgentDir, fmt.Sprintf("%s holds agent %s (%s), installed by the entrypoint", s.AgentDir, local.Current, local.Platform))
+	default:
+		r.ok(CheckAgentDir, fmt.Sprintf("%s is writable; an agent package will be installed at start", s.AgentDir))
+	}
+
 	client, ok := r.server(ctx)
-	var pool azdo.Pool
 	if ok {
 		var err error
+		var pool azdo.Pool
 		if pool, err = client.Pool(ctx, s.Pool); err != nil {
 			r.fail(CheckPool, err)
 			r.skip(CheckPermissions, "needs the pool")
 		} else {
 			r.ok(CheckPool, fmt.Sprintf("%q has id %d", pool.Name, pool.ID))
-			if err := client.CanManage(ctx, pool.ID); err != nil {
-				r.fail(CheckPermissions, err)
-			} else {
-				r.ok(CheckPermissions, "may manage the pool's agents (register, disable, remove)")
-			}
+			r.permissions(ctx, client, pool.ID)
 		}
-		r.pkg(ctx, client)
 	} else {
-		for _, n := range []string{CheckPool, CheckPermissions, CheckPackage} {
+		for _, n := range []string{CheckPool, CheckPermissions} {
 			r.skip(n, "needs the server")
 		}
 	}
+	r.pkg(ctx, client, local, have)
 
-	if d.WorkDir == nil {
-		r.skip(CheckWorkDir, "not checked")
-	} else if err := d.WorkDir(ctx); err != nil {
-		r.fail(CheckWorkDir, err)
-	} else {
-		r.ok(CheckWorkDir, s.WorkPath()+" is writable")
+	uid, gid, who := runAs(s)
+	switch {
+	case dirErr != nil && strings.HasPrefix(filepath.Clean(s.WorkPath()), filepath.Clean(s.AgentDir)+string(filepath.Separator)):
+		r.skip(CheckWorkDir, "inside AZP_AGENT_DIR, which failed")
+	case d.WorkDir == nil:
+		if err := localWork(s, uid, gid); err != nil {
+			r.fail(CheckWorkDir, err)
+		} else {
+			r.ok(CheckWorkDir, s.WorkPath()+" is writable"+who)
+		}
+	default:
+		if err := d.WorkDir(ctx); err != nil {
+			r.fail(CheckWorkDir, err)
+		} else if err := reachable(s.WorkPath(), uid, gid); uid >= 0 && err != nil {
+			r.fail(CheckWorkDir, err)
+		} else {
+			r.ok(CheckWorkDir, s.WorkPath()+" is writable"+who)
+		}
+	}
+}
+
+// permissions asks the Security service for the Manage bit; only a yes is reported as ok. A no or
+// a refused question is "unknown": the identity's rights are not the PAT's scope, and the
+// registration itself (exit 3 when refused) is the authority.
+func (r *runner) permissions(ctx context.Context, client *azdo.Client, poolID int) {
+	ok, err := client.MayManage(ctx, poolID)
+	switch {
+	case err != nil:
+		r.unknown(CheckPermissions, "the Security service did not say whether the identity may manage the pool's agents ("+err.Error()+"); registration at start decides (exit 3 if refused)")
+	case !ok:
+		r.unknown(CheckPermissions, "the Security service says the identity lacks Manage on the pool (it cannot see a PAT's scope); if registration is refused at start (exit 3), grant the PAT Agent Pools (read & manage) and the identity the Administrator role on the pool")
+	default:
+		r.ok(CheckPermissions, "the identity holds Manage on the pool (register, disable, remove agents)")
 	}
 }
 
@@ -203,7 +256,16 @@ func (r *runner) server(ctx context.Context) (*azdo.Client, bool) {
 		r.ok(CheckCredentials, "personal access token from "+tokenSource(s))
 	}
 
-	o := azdo.Options{URL: s.URL, Auth: auth, HTTPClient: hc, Logger: d.Logger, UnreachableFor: d.UnreachableFor}
+	// One try with a short timeout: a typo'd host must not retry silently for minutes.
+	once := d.UnreachableFor
+	if once <= 0 {
+		once = time.Nanosecond
+	}
+	timeout := d.RequestTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	o := azdo.Options{URL: s.URL, Auth: auth, HTTPClient: hc, Logger: d.Logger, UnreachableFor: once, RequestTimeout: timeout}
 	if d.ClientOptions != nil {
 		d.ClientOptions(&o)
 	}
@@ -238,8 +300,20 @@ func tokenSource(s *config.Settings) string {
 	return "AZP_TOKEN"
 }
 
-func (r *runner) pkg(ctx context.Context, client *azdo.Client) {
+func (r *runner) pkg(ctx context.Context, client *azdo.Client, local agentpkg.Marker, have bool) {
 	s := r.d.Settings
+	if have {
+		how := "installed"
+		if local.Baked {
+			how = "baked into the image"
+		}
+		r.ok(CheckPackage, fmt.Sprintf("%s %s is %s in %s; no download needed", local.Platform, local.Current, how, s.AgentDir))
+		return
+	}
+	if client == nil {
+		r.skip(CheckPackage, "needs the server (AZP_AGENT_DIR holds no package that fits)")
+		return
+	}
 	platform := s.AgentPlatform
 	if platform == "" && r.d.Platform != nil {
 		var err error
@@ -252,24 +326,29 @@ func (r *runner) pkg(ctx context.Context, client *azdo.Client) {
 		r.skip(CheckPackage, "AZP_AGENT_PLATFORM not set and no detection available")
 		return
 	}
-	pkgs, err := client.Packages(ctx, platform, 0)
+	if v := s.AgentVersion; v != "" {
+		// The route the real self-updater uses for one version.
+		p, err := agentpkg.ServerLister(client).(agentpkg.PackageGetter).Package(ctx, platform, v)
+		switch {
+		case errors.Is(err, agentpkg.ErrNotPublished):
+			r.fail(CheckPackage, exit.Config(fmt.Errorf("AZP_AGENT_VERSION = %q: %s publishes no agent package of that version for %s", v, s.URL, platform)))
+		case err != nil:
+			r.fail(CheckPackage, err)
+		case p.SHA256 == "":
+			r.fail(CheckPackage, exit.Runtime(fmt.Errorf("%s gives agent package %s (%s) without a hashValue; it would not be installed", s.URL, v, platform)))
+		default:
+			r.ok(CheckPackage, fmt.Sprintf("%s %s is available (%s)", platform, v, p.Filename))
+		}
+		return
+	}
+	pkgs, err := client.Packages(ctx, platform, 1)
 	if err != nil {
 		r.fail(CheckPackage, err)
 		return
 	}
 	if len(pkgs) == 0 {
-		r.fail(CheckPackage, exit.Runtime(fmt.Errorf("%s offers no agent package for platform %s", s.URL, platform)))
+		r.fail(CheckPackage, exit.Runtime(fmt.Errorf("%s offers no agent package for platform %s, and AZP_AGENT_DIR %s holds none (bake one into the image)", s.URL, platform, s.AgentDir)))
 		return
 	}
-	if v := s.AgentVersion; v != "" {
-		for _, p := range pkgs {
-			if p.Version == v {
-				r.ok(CheckPackage, fmt.Sprintf("%s %s is available (%s)", platform, v, p.Filename))
-				return
-			}
-		}
-		r.fail(CheckPackage, exit.Config(fmt.Errorf("AZP_AGENT_VERSION = %q: no agent package of that version for %s at %s (newest: %s)", v, platform, s.URL, pkgs[0].Version)))
-		return
-	}
-	r.ok(CheckPackage, fmt.Sprintf("%s %s is the newest of %d", platform, pkgs[0].Version, len(pkgs)))
+	r.ok(CheckPackage, fmt.Sprintf("%s %s is the newest", platform, pkgs[0].Version))
 }

@@ -108,7 +108,7 @@ func TestCheckPasses(t *testing.T) {
 		t.Fatalf("%v\n%s", o.err, o.out)
 	}
 	t.Logf("\n%s", o.out)
-	if len(o.results) != 7 || strings.Count(o.out, "\n") != 7 || strings.Contains(o.out, managePAT) {
+	if len(o.results) != 8 || strings.Count(o.out, "\n") != 8 || strings.Contains(o.out, managePAT) {
 		t.Fatalf("output:\n%s", o.out)
 	}
 	// check registers nothing.
@@ -116,7 +116,7 @@ func TestCheckPasses(t *testing.T) {
 		t.Fatalf("%d agents registered", n)
 	}
 	for _, r := range w.sim.RequestLog() {
-		if r.Method != "GET" && r.Method != "OPTIONS" && r.Method != "PATCH" {
+		if r.Method != "GET" && r.Method != "OPTIONS" {
 			t.Fatalf("check sent %s %s", r.Method, r.Path)
 		}
 	}
@@ -177,7 +177,8 @@ func TestCheckBadInput(t *testing.T) {
 		{name: "secret throttled then served", env: base(map[string]string{"AZP_TOKEN": "-", "AZP_SECRET_ID": "azp/pat"}), setup: func() func() { w.sm.Throttle(2); return func() { w.sm.Throttle(0) } }, code: 0},
 		{name: "Entra rejects the client secret", env: base(map[string]string{"AZP_TOKEN": "-", "AZP_CLIENTID": "client-1", "AZP_CLIENTSECRET": "wrong-secret", "AZP_TENANTID": "tenant-1", "AZURE_AUTHORITY_HOST": w.entra.AuthorityHost()}), code: 3, failed: "credentials", words: []string{"AZP_CLIENTSECRET", "AADSTS7000215"}},
 		{name: "401", env: base(map[string]string{"AZP_TOKEN": "expired-token-123456"}), code: 3, failed: "server", words: []string{"401", "invalid or expired", url}},
-		{name: "403 read-only token", env: base(map[string]string{"AZP_TOKEN": readPAT}), code: 3, failed: "permissions", words: []string{"not manage", "Agent Pools (read & manage)"}},
+		// A read-only identity is reported as "unknown", never a failure: registration decides.
+		{name: "read-only token", env: base(map[string]string{"AZP_TOKEN": readPAT}), code: 0},
 		{name: "unknown pool", env: base(map[string]string{"AZP_POOL": "Nope"}), code: 2, failed: "pool", words: []string{"AZP_POOL", `"Nope"`, url}},
 		{name: "pinned version missing", env: base(map[string]string{"AZP_AGENT_VERSION": "4.100.0"}), code: 2, failed: "package", words: []string{"AZP_AGENT_VERSION", "4.100.0", "linux-x64"}},
 		{name: "unreachable server", env: base(map[string]string{"AZP_URL": "http://" + deadAddr + "/org"}), code: 1, failed: "server", words: []string{"cannot reach", deadAddr}},

@@ -232,7 +232,7 @@ func (s *Server) assignJob(a *agent, now time.Time) *message {
 		body.Sim.Orphans = r.spec.Orphans
 		body.Sim.IgnoreCancelMs = r.spec.IgnoreCancel.Milliseconds()
 		body.Sim.SigintTimeoutMs, body.Sim.SigtermTimeoutMs = r.spec.SigintTimeoutMs, r.spec.SigtermTimeoutMs
-		body.Sim.FailFirstRenew = r.spec.FailFirstRenew
+		body.Sim.FailFirstRenew, body.Sim.CancelBeforeWorker = r.spec.FailFirstRenew, r.spec.CancelBeforeWorker
 		s.addMessage(a, MsgJobRequest, body)
 		return a.messages[len(a.messages)-1]
 	}
@@ -245,13 +245,14 @@ type jobMessageBody struct {
 	JobDisplayName string `json:"jobDisplayName"`
 	LockToken      string `json:"lockToken"`
 	Sim            struct {
-		DurationMs       int64  `json:"durationMs"`
-		Result           string `json:"result"`
-		Orphans          int    `json:"orphans"`
-		IgnoreCancelMs   int64  `json:"ignoreCancelMs"`
-		SigintTimeoutMs  int64  `json:"sigintTimeoutMs,omitempty"`
-		SigtermTimeoutMs int64  `json:"sigtermTimeoutMs,omitempty"`
-		FailFirstRenew   bool   `json:"failFirstRenew,omitempty"`
+		DurationMs         int64  `json:"durationMs"`
+		Result             string `json:"result"`
+		Orphans            int    `json:"orphans"`
+		IgnoreCancelMs     int64  `json:"ignoreCancelMs"`
+		SigintTimeoutMs    int64  `json:"sigintTimeoutMs,omitempty"`
+		SigtermTimeoutMs   int64  `json:"sigtermTimeoutMs,omitempty"`
+		FailFirstRenew     bool   `json:"failFirstRenew,omitempty"`
+		CancelBeforeWorker bool   `json:"cancelBeforeWorker,omitempty"`
 	} `json:"sim"`
 }
 

@@ -24,8 +24,11 @@ type JobSpec struct {
 	SigtermTimeoutMs int64 `json:"sigtermTimeoutMs,omitempty"`
 	// FailFirstRenew: the listener's first renewal of the request fails, so it prints "Running
 	// job" and never starts a worker or prints "completed" (JobDispatcher.RunJobAsync).
-	FailFirstRenew bool     `json:"failFirstRenew,omitempty"`
-	Demands        []string `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
+	FailFirstRenew bool `json:"failFirstRenew,omitempty"`
+	// CancelBeforeWorker: the listener completes the request as canceled after "Running job"
+	// without starting a worker or printing "completed" (JobDispatcher.RunJobAsync).
+	CancelBeforeWorker bool     `json:"cancelBeforeWorker,omitempty"`
+	Demands            []string `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
 }
 
 // AgentView is the simulator's view of an agent.

@@ -23,6 +23,7 @@ const (
 	LocMessages       = "c3a054f6-7a8a-49c0-944e-3a8e5d7adfd7"
 	LocJobRequests    = "fc825784-c92a-4299-9221-998a02d1b54f"
 	LocPackages       = "8ffcd551-079c-493a-9c02-54346299d144"
+	LocPermissions    = "dd3b8bd6-c7fc-4cbd-929a-933d9c011c9d"
 )
 
 type location struct {
@@ -51,6 +52,7 @@ var locations = []location{
 	loc(LocMessages, "distributedtask", "messages", "_apis/{area}/pools/{poolId}/{resource}/{messageId}"),
 	loc(LocJobRequests, "distributedtask", "jobrequests", "_apis/{area}/pools/{poolId}/{resource}/{requestId}"),
 	loc(LocPackages, "distributedtask", "packages", "_apis/{area}/{resource}/{packageType}/{platform}/{version}"),
+	loc(LocPermissions, "Security", "Permissions", "_apis/{resource}/{securityNamespaceId}/{permissions}"),
 }
 
 // principal is who a request authenticated as.
@@ -259,6 +261,8 @@ func (s *Server) serveOrg(w http.ResponseWriter, r *http.Request, segs []string)
 		s.handleResourceUsage(w, r)
 	case len(rest) >= 2 && lower[0] == "distributedtask" && lower[1] == "pools":
 		s.servePools(w, r, p, rest[2:], lower[2:])
+	case len(rest) >= 1 && lower[0] == "permissions" && r.Method == http.MethodGet:
+		s.handlePermissions(w, r, p, rest[1:])
 	default:
 		notFound(w, r)
 	}
@@ -333,8 +337,20 @@ func (s *Server) servePools(w http.ResponseWriter, r *http.Request, p *principal
 		notFound(w, r)
 		return
 	}
-	// Writes need the manage scope; an agent's own token may use only its session routes.
+	// Writes need the manage scope; an agent's own token may use only its session routes. Like
+	// Azure DevOps, a write to one agent looks the agent up first: a non-existent id is 404
+	// (TaskAgentNotFoundException) whatever the caller's rights, so probing permissions with a
+	// request on a made-up agent id says nothing about them.
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	if write && id != "" && lower[1] == "agents" {
+		s.mu.Lock()
+		a := s.lookupAgent(pl, id)
+		s.mu.Unlock()
+		if a == nil {
+			agentNotFound(w, pl, id)
+			return
+		}
+	}
 	if write && p.agent == nil && p.scope != ScopeManage {
 		forbidden(w, p.name, pl.name)
 		return

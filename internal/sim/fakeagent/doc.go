@@ -9,6 +9,18 @@
 // where that is awkward for a supervisor: the point is to catch supervisors that rely on friendlier
 // behaviour.
 //
+// Behaviours taken from the real source (microsoft/azure-pipelines-agent), each cited where it is
+// implemented: localized output from bin/<culture>/strings.json chosen by LC_ALL/LC_MESSAGES/LANG
+// (StringUtil.EnsureLoaded; strings.go); <root>/.env loaded at every start before VSTS_AGENT_INPUT_*
+// is read (Program.MainAsync); .proxy, then VSTS_HTTP_PROXY/http_proxy (VstsAgentWebProxy);
+// .agent/.credentials/.credentials_rsaparams read with the listener's rules, a missing .credentials
+// ending in exit 2 (CredentialManager.LoadCredentials, RSAParametersSerializable); the worker's
+// cancel of a step that ignores signals: SIGINT, 7.5 s, SIGTERM, 2.5 s (ProcessInvoker, AgentKnobs;
+// shortened only by a job's explicit SigintTimeoutMs/SigtermTimeoutMs or the real knobs); "Running
+// job" without "completed" when the first renewal fails or the job is cancelled before the worker
+// starts (JobDispatcher.RunJobAsync); the self-update log in AGENT_DIAGLOGPATH
+// (HostContext.GetDiagDirectory); the version from bin/Agent.Listener.deps.json.
+//
 // Entry points: ListenerMain (Agent.Listener), WorkerMain (Agent.Worker), UpdaterMain (the detached
 // updater) and OrphanMain (processes a job leaves behind). Test knobs are environment variables
 // named FAKE_AGENT_* (see Env* constants).

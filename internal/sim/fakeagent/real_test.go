@@ -266,3 +266,32 @@ func TestSelfUpdateLogInDiagPath(t *testing.T) {
 		t.Errorf("self-update log written to _diag despite AGENT_DIAGLOGPATH: %v", m)
 	}
 }
+
+func TestCancelBeforeWorkerStart(t *testing.T) {
+	t.Parallel()
+	s := startSim(t)
+	root := extract(t)
+	configure(t, s, root, "early-cancel")
+	p := start(t, root, nil, "run", "--startuptype", "service")
+	p.waitOutput("Listening for Jobs", 1, 15*time.Second)
+	id, err := s.QueueJob(sim.JobSpec{Name: "early", Duration: time.Minute, CancelBeforeWorker: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server learns the result; the output says "Running job" and nothing more.
+	if r := waitRequest(t, s, id, finished); r.Result != "canceled" {
+		t.Errorf("request %+v", r)
+	}
+	if c := children(p.cmd.Process.Pid); len(c) != 0 {
+		t.Errorf("a worker was started: %v", c)
+	}
+	next, _ := s.QueueJob(sim.JobSpec{Name: "next", Duration: 100 * time.Millisecond})
+	p.waitOutput("Job next completed with result: Succeeded", 1, 30*time.Second)
+	waitRequest(t, s, next, finished)
+	out := p.output()
+	if !strings.Contains(out, "Running job: early") || strings.Contains(out, "Job early completed") {
+		t.Errorf("output:\n%s", out)
+	}
+	p.signal(syscall.SIGINT)
+	p.wait(20 * time.Second)
+}
