@@ -13,7 +13,7 @@ STATICCHECK_VERSION ?= v0.8.2
 TFLINT_VERSION      ?= v0.55.1
 TFSEC_VERSION       ?= v1.28.14
 
-.PHONY: all build build-native test lint bench demo tools clean
+.PHONY: all build build-native test lint bench demo demo-scale tools clean
 
 all: build
 
@@ -47,6 +47,10 @@ bench: build-native
 
 demo: build-native
 	bash scripts/demo.sh
+
+# Autoscaling on a local ECS whose tasks run the entrypoint in PID namespaces (needs root).
+demo-scale: build-native
+	bash scripts/demo-scale.sh
 
 tools:
 	@mkdir -p $(TOOLS)
