@@ -9,7 +9,7 @@ LDFLAGS      := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/in
 TOOLS        := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS):$(PATH)
 
-.PHONY: all build build-native test lint bench demo tools clean image test-containers container-tools
+.PHONY: all build build-native test lint bench demo demo-scale tools clean image test-containers container-tools
 
 all: build
 
@@ -45,6 +45,10 @@ bench: build-native
 
 demo: build-native
 	bash scripts/demo.sh
+
+# Autoscaling on a local ECS whose tasks run the entrypoint in PID namespaces (needs root).
+demo-scale: build-native
+	bash scripts/demo-scale.sh
 
 # Pinned versions and the per-version build cache: scripts/tools.sh.
 tools:
