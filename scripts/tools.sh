@@ -15,6 +15,7 @@ TFLINT_VERSION=v0.55.1
 TFSEC_VERSION=v1.28.14
 
 if [[ ${1:-} == --versions ]]; then
+	# shellcheck disable=SC2317 # exit is reached when the script is run rather than sourced
 	return 0 2>/dev/null || exit 0
 fi
 
