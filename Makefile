@@ -9,7 +9,7 @@ LDFLAGS      := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/in
 TOOLS        := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS):$(PATH)
 
-.PHONY: all build build-native test lint bench demo tools clean
+.PHONY: all build build-native test lint bench demo tools clean image test-containers container-tools
 
 all: build
 
@@ -18,6 +18,7 @@ build:
 	@mkdir -p bin
 	for arch in amd64 arm64; do \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/azp-entrypoint-linux-$$arch ./cmd/azp-entrypoint || exit 1; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o bin/azp-sim-linux-$$arch ./cmd/azp-sim || exit 1; \
 	done
 	$(MAKE) build-native
 
@@ -49,5 +50,26 @@ demo: build-native
 tools:
 	bash scripts/tools.sh
 
+# The agent image (Alpine by default; BASE_IMAGE=... for a glibc base) from the binaries of `make build`.
+IMAGE      ?= azp-entrypoint:local
+BASE_IMAGE ?= alpine:3.22
+image: build
+	docker buildx build --load -f image/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+# buildx and compose (pinned, from the Go module proxy) and the Debian base the tests build on.
+container-tools:
+	bash scripts/install-docker-plugins.sh
+	bash scripts/debian-base.sh >/dev/null
+
+# The image and compose.yaml built and run in the local Docker engine (internal/containertest and
+# the ECS task definition run in internal/deploytest). Skipped with the reason when no engine answers.
+test-containers:
+	@if ! docker version >/dev/null 2>&1; then echo "container tests skipped: no Docker engine answers (docker version)"; exit 0; fi; \
+	  set -e; bash scripts/install-docker-plugins.sh; base="$$(bash scripts/debian-base.sh)"; \
+	  AZP_CONTAINER_TESTS=1 AZP_TEST_BASE_IMAGE="$$base" $(GO) test -p 1 -count=1 -timeout 25m -v \
+	    -run 'TestCompose$$|TestRunOnce|TestImageContent|TestHealthAnswersFast|TestECSContainer' \
+	    ./internal/containertest/ ./internal/deploytest/
+
 clean:
-	rm -rf bin
+	rm -rf bin dist/containertest

@@ -15,7 +15,8 @@ TFLINT_VERSION=v0.55.1
 TFSEC_VERSION=v1.28.14
 
 if [[ ${1:-} == --versions ]]; then
-	# shellcheck disable=SC2317 # exit is reached when the script is run rather than sourced
+	# Sourced: return to the caller; run as a command: exit.
+	# shellcheck disable=SC2317
 	return 0 2>/dev/null || exit 0
 fi
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -132,6 +134,13 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 		*url = agentpkg.PublicURL(*ver, p)
 	}
 	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
+	if strings.HasPrefix(*url, "file://") {
+		// A mirror on the local file system (a build context mounted into an image build): only
+		// the operator's own --url may name a local file, never a URL a server hands out.
+		t := &http.Transport{}
+		t.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+		o.HTTPClient = &http.Client{Transport: t}
+	}
 	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
@@ -158,6 +167,9 @@ func healthCommand(_ context.Context, s *streams, args []string) error {
 	}
 	dir := fs.String("state-dir", def, "where the entrypoint keeps its state [AZP_STATE_DIR]")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if handled, err := scaleHealth(s, *dir); handled { // a scaler container (scale.go)
 		return err
 	}
 	st, err := supervisor.Health(*dir)

@@ -19,7 +19,7 @@ var agentServices = []string{"azp-agent-1", "azp-agent-2"}
 
 // composeKnobs are compose-level variables that are not settings of the binary:
 // they only choose the image, the build and the token file on the host.
-var composeKnobs = []string{"AGENT_IMAGE", "AGENT_VERSION", "PAT_FILE"}
+var composeKnobs = []string{"AGENT_IMAGE", "AGENT_VERSION", "PAT_FILE", "SIM_IMAGE", "SIM_PORT"}
 
 // loadCompose loads compose.yaml the way `docker compose` does (interpolation,
 // schema validation, profiles), with exactly env as the environment so the

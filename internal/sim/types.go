@@ -24,7 +24,8 @@ type JobSpec struct {
 	SigtermTimeoutMs int64 `json:"sigtermTimeoutMs,omitempty"`
 	// FailFirstRenew: the listener's first renewal of the request fails, so it prints "Running
 	// job" and never starts a worker or prints "completed" (JobDispatcher.RunJobAsync).
-	FailFirstRenew bool `json:"failFirstRenew,omitempty"`
+	FailFirstRenew bool     `json:"failFirstRenew,omitempty"`
+	Demands        []string `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
 }
 
 // AgentView is the simulator's view of an agent.

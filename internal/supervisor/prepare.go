@@ -7,24 +7,12 @@ import (
 	"os"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/agentpkg"
-	"github.com/azp-entrypoint/azp-entrypoint/internal/azdo"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/workdir"
 )
 
 // Lifecycle steps 3 and 4: the agent package and the work directory.
-
-type pkgLister struct{ c *azdo.Client }
-
-func (l pkgLister) Packages(ctx context.Context, platform string, top int) ([]agentpkg.Package, error) {
-	pkgs, err := l.c.Packages(ctx, platform, top)
-	out := make([]agentpkg.Package, 0, len(pkgs))
-	for _, p := range pkgs {
-		out = append(out, agentpkg.Package{Version: p.Version, Platform: p.Platform, URL: p.URL, SHA256: p.SHA256, Filename: p.Filename})
-	}
-	return out, err
-}
 
 // installPackage is lifecycle step 3.
 func (sv *supervisor) installPackage(ctx context.Context) error {
@@ -33,7 +21,7 @@ func (sv *supervisor) installPackage(ctx context.Context) error {
 	m, err := agentpkg.Ensure(ctx, agentpkg.Options{
 		Dir: s.AgentDir, Version: s.AgentVersion, Platform: s.AgentPlatform, CacheDir: s.AgentCache,
 		UID: uid, GID: gid, HTTPClient: sv.o.HTTPClient, Logger: sv.log, Progress: sv.o.Progress,
-	}, pkgLister{sv.server})
+	}, agentpkg.ServerLister(sv.server))
 	if err != nil {
 		return err
 	}

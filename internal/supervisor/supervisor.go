@@ -23,6 +23,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -46,7 +47,7 @@ type Options struct {
 	Environ    []string // the entrypoint's environment; the listener gets a scrubbed copy
 	Getenv     func(string) string
 	// Progress receives a download progress bar when stdout is a terminal.
-	Progress interface{ Write([]byte) (int, error) }
+	Progress io.Writer
 }
 
 // Timings a test or a platform may want to tune; the defaults follow the reference's advice.
