@@ -179,6 +179,29 @@ func TestScalerMode(t *testing.T) {
 		}
 		env := d.env()
 		checkScalerEnvironment(t, where, env)
+		// The binary accepts exactly what Terraform sets (schedule, strategy,
+		// durations, capabilities, prefix length).
+		// Provider-computed values (mocks here) get realistic stand-ins.
+		real := map[string]string{
+			"AZP_SCALE_SECURITY_GROUPS": "sg-0123456789abcdef0",
+			"AZP_SCALE_CLUSTER":         "arn:aws:ecs:eu-west-1:111122223333:cluster/azp-agent",
+			"AZP_SCALE_TASK_DEFINITION": "arn:aws:ecs:eu-west-1:111122223333:task-definition/azp-agent-" + key + ":1",
+			"AZP_SECRET_ID":             "arn:aws:secretsmanager:eu-west-1:111122223333:secret:azp-agent-azp-token-AbCdEf",
+		}
+		lookup := func(name string) (string, bool) {
+			v, ok := env[name]
+			if ok && strings.Contains(v, mockPrefix) {
+				r, known := real[name]
+				if !known {
+					t.Fatalf("%s: %s=%q needs a realistic stand-in", where, name, v)
+				}
+				v = r
+			}
+			return v, ok
+		}
+		if _, err := config.ResolveScale(nil, lookup, &config.Settings{AgentNamePrefix: env["AZP_AGENT_NAME_PREFIX"]}); err != nil {
+			t.Errorf("%s: azp-entrypoint scale refuses the settings Terraform gives it: %v", where, err)
+		}
 		if d.StopTimeout == nil || parseStopTimeout(t, where, env["AZP_STOP_TIMEOUT"]) != time.Duration(*d.StopTimeout)*time.Second {
 			t.Errorf("%s: stopTimeout and AZP_STOP_TIMEOUT differ", where)
 		}
