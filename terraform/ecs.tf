@@ -26,9 +26,6 @@ locals {
 
   # The binary's own health command: the same as the image HEALTHCHECK and compose.
   health_command = ["CMD", "/usr/local/bin/azp-entrypoint", "health"]
-
-  # ECS stopTimeout and AZP_STOP_TIMEOUT are always the same number of seconds:
-  # the entrypoint plans its whole stop inside the time ECS allows.
   # ---------------------------------------------------------------------------
 
   agent_process = local.agent_process_modes[var.agent_container_user]
@@ -120,7 +117,8 @@ locals {
     essential = true
     user      = local.agent_process.user
 
-    # Must equal AZP_STOP_TIMEOUT (above): the entrypoint plans its stop inside it.
+    # Always equal to AZP_STOP_TIMEOUT (common_environment): the entrypoint plans
+    # its whole stop inside the time ECS allows.
     stopTimeout = var.stop_timeout
 
     healthCheck = {

@@ -269,32 +269,59 @@ func TestDashboardAndAlarmsUseContractMetrics(t *testing.T) {
 				}
 			}
 			if emitted != nil {
-				for _, r := range refs {
-					if !emitted[r.name] {
-						t.Errorf("%s: %s is not emitted by the code (no string literal in internal/)", r.where, r.name)
-					}
-				}
+				var all []metricRef
+				all = append(all, refs...)
 				for _, r := range alarms {
-					if !emitted[r.name] {
-						t.Errorf("%s: %s is not emitted by the code", r.where, r.name)
+					all = append(all, r)
+				}
+				for _, r := range all {
+					if group := metricGroup(r.name); emittedGroup(emitted, group) && !emitted[r.name] {
+						t.Errorf("%s: %s is not emitted by the code (no string literal %q in internal/): emit it, or take it off the dashboard", r.where, r.name, r.name)
 					}
 				}
 			}
 		})
 	}
 	if emitted == nil {
-		t.Log("internal/metrics is not merged yet: metric names checked against the contract's list only")
+		t.Log("internal/metrics or internal/scale is not merged yet: metric names checked against the contract's list only")
 	}
+	for _, group := range []string{"run", "scale"} {
+		if emitted != nil && !emittedGroup(emitted, group) {
+			t.Logf("NOTICE: no %s metric is emitted by the code yet; the dashboard's %s metrics are checked against the contract only", group, group)
+		}
+	}
+}
+
+// metricGroup says which command emits a metric: "scale" (dimension Scaler) or "run".
+func metricGroup(name string) string {
+	if slices.Contains(contractMetrics[name], "Scaler") {
+		return "scale"
+	}
+	return "run"
+}
+
+// emittedGroup reports whether the code emits any metric of the group. The
+// emitted-name check holds a group once its command emits metrics at all (the
+// run and scale metrics land in separate changes).
+func emittedGroup(emitted map[string]bool, group string) bool {
+	for name := range emitted {
+		if metricGroup(name) == group {
+			return true
+		}
+	}
+	return false
 }
 
 // metricNamesInCode returns the contract metric names that appear as string
 // literals in the non-test Go code of internal/ (the EMF writer and its callers),
-// or nil while internal/metrics does not exist.
+// or nil while internal/metrics or internal/scale does not exist.
 func metricNamesInCode(t *testing.T) map[string]bool {
 	t.Helper()
 	root := filepath.Join(repoRoot(t), "internal")
-	if _, err := os.Stat(filepath.Join(root, "metrics")); err != nil {
-		return nil
+	for _, dir := range []string{"metrics", "scale"} {
+		if _, err := os.Stat(filepath.Join(root, dir)); err != nil {
+			return nil
+		}
 	}
 	found := map[string]bool{}
 	fset := token.NewFileSet()

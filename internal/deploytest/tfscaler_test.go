@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -30,32 +31,28 @@ func scalerVars(extra map[string]any) map[string]any {
 	return v
 }
 
-// contractScaleSettings are the scaler's settings as CONTRACT.md ("Scaling")
-// lists them. The Terraform may set them before internal/config knows them (the
-// scaler is built in parallel); once config defines AZP_SCALE_* settings, they
-// are checked against config like every other setting.
-var contractScaleSettings = []string{
-	"AZP_SCALE_CLUSTER", "AZP_SCALE_TASK_DEFINITION", "AZP_SCALE_CONTAINER", "AZP_SCALE_SUBNETS",
-	"AZP_SCALE_SECURITY_GROUPS", "AZP_SCALE_PUBLIC_IP", "AZP_SCALE_CAPACITY_PROVIDERS", "AZP_SCALE_AGENT_MODE",
-	"AZP_SCALE_MAX", "AZP_SCALE_STANDBY", "AZP_SCALE_TIMEZONE", "AZP_SCALE_CAPABILITIES", "AZP_SCALE_INTERVAL",
-	"AZP_SCALE_BOOT_TIMEOUT", "AZP_SCALE_MAX_FAILED_LAUNCHES", "AZP_SCALE_PLACEHOLDER", "AZP_SCALE_IDLE_TIMEOUT",
-}
-
+// checkScalerEnvironment holds the scaler container's environment to the
+// binary: AZP_SCALE_* names must be settings of `scale` (config.ScaleDefinitions),
+// every other name a setting of the shared table, and no secret in plain text.
 func checkScalerEnvironment(t *testing.T, where string, env map[string]string) {
 	t.Helper()
-	defs := settings(t)
-	configKnowsScale := false
-	for name := range defs {
-		if strings.HasPrefix(name, "AZP_SCALE_") {
-			configKnowsScale = true
-		}
+	scale := map[string]config.Definition{}
+	for _, d := range config.ScaleDefinitions() {
+		scale[d.Env] = d
+	}
+	if len(scale) == 0 {
+		t.Fatal("config.ScaleDefinitions() is empty")
 	}
 	rest := map[string]string{}
 	for name, v := range env {
-		if strings.HasPrefix(name, "AZP_SCALE_") && !configKnowsScale {
-			if !slices.Contains(contractScaleSettings, name) {
-				t.Errorf("%s sets %s, which is not a scaler setting of the contract", where, name)
+		if d, ok := scale[name]; ok {
+			if d.Secret {
+				t.Errorf("%s sets the secret setting %s in plain text", where, name)
 			}
+			continue
+		}
+		if strings.HasPrefix(name, "AZP_SCALE_") {
+			t.Errorf("%s sets %s, which is not a setting of azp-entrypoint scale (internal/config)", where, name)
 			continue
 		}
 		rest[name] = v
@@ -182,6 +179,29 @@ func TestScalerMode(t *testing.T) {
 		}
 		env := d.env()
 		checkScalerEnvironment(t, where, env)
+		// The binary accepts exactly what Terraform sets (schedule, strategy,
+		// durations, capabilities, prefix length).
+		// Provider-computed values (mocks here) get realistic stand-ins.
+		real := map[string]string{
+			"AZP_SCALE_SECURITY_GROUPS": "sg-0123456789abcdef0",
+			"AZP_SCALE_CLUSTER":         "arn:aws:ecs:eu-west-1:111122223333:cluster/azp-agent",
+			"AZP_SCALE_TASK_DEFINITION": "arn:aws:ecs:eu-west-1:111122223333:task-definition/azp-agent-" + key + ":1",
+			"AZP_SECRET_ID":             "arn:aws:secretsmanager:eu-west-1:111122223333:secret:azp-agent-azp-token-AbCdEf",
+		}
+		lookup := func(name string) (string, bool) {
+			v, ok := env[name]
+			if ok && strings.Contains(v, mockPrefix) {
+				r, known := real[name]
+				if !known {
+					t.Fatalf("%s: %s=%q needs a realistic stand-in", where, name, v)
+				}
+				v = r
+			}
+			return v, ok
+		}
+		if _, err := config.ResolveScale(nil, lookup, &config.Settings{AgentNamePrefix: env["AZP_AGENT_NAME_PREFIX"]}); err != nil {
+			t.Errorf("%s: azp-entrypoint scale refuses the settings Terraform gives it: %v", where, err)
+		}
 		if d.StopTimeout == nil || parseStopTimeout(t, where, env["AZP_STOP_TIMEOUT"]) != time.Duration(*d.StopTimeout)*time.Second {
 			t.Errorf("%s: stopTimeout and AZP_STOP_TIMEOUT differ", where)
 		}
