@@ -175,6 +175,7 @@ func (res *results) rows() []row {
 			_, rs := ratio(st.shmInstall, st.shmCurlTar)
 			rows = append(rows, row{"6", "Package, cold, on tmpfs (no disk): `curl \\| tar -xz` vs `azp-entrypoint install`", st.shmCurlTar.cell(), st.shmInstall.cell(), rs, "–", "–"})
 		}
+		rows = append(rows, row{"6", "Peak RSS of the cold `azp-entrypoint install` process (disk; tmpfs)", "–", st.installRSS.cell() + "; " + st.shmInstallRSS.cell(), "–", "≤ 20 MiB", rssVerdict(append(append(sizes(nil), st.installRSS...), st.shmInstallRSS...), 20<<20)})
 		rows = append(rows, row{"6", "Package reuse (already installed): agentpkg.Ensure in-process", "–", st.reuseEnsure.cell(), "–", "< 50 ms", under(st.reuseEnsure, 50*time.Millisecond, len(st.errs))})
 		rows = append(rows, row{"6", "Package reuse: `azp-entrypoint install` process on an installed dir", "–", st.reuseCmd.cell(), "–", "–", "–"})
 		_, ri := ratio(st.install, st.gunzip)
@@ -183,6 +184,19 @@ func (res *results) rows() []row {
 		rows = append(rows, row{"6", "`curl -o /dev/null` (the download alone)", "–", st.download.cell(), "–", "–", "–"})
 	}
 	return rows
+}
+
+// rssVerdict: every sample at most limit.
+func rssVerdict(s sizes, limit int64) string {
+	if len(s) == 0 {
+		return "**no** (no sample)"
+	}
+	for _, v := range s {
+		if v > limit {
+			return fmt.Sprintf("**no** (max %s)", fmtBytes(v))
+		}
+	}
+	return "yes"
 }
 
 // binaryInfo is the size of the binary and whether it is static (no interpreter, no DT_NEEDED).
