@@ -46,6 +46,7 @@ type bench struct {
 	tmp                       string
 	ep, simBin, startSh       string
 	pkg                       pkgbuild.Result
+	fleetPkg                  pkgbuild.Result // a small package for the fleet's many task starts
 	pkgURL                    string
 	fillerDir                 string
 	fillerBytes               int64
@@ -91,12 +92,16 @@ func run() int {
 	pruneReps := flag.Int("prune-reps", 3, "repetitions of the prune")
 	fillerBytes := flag.Int64("filler-bytes", 210_000_000, "filler bytes in the fake agent package (half random, half text)")
 	fillerDir := flag.String("filler-dir", "", "tree copied into the fake agent package (default: $(go env GOROOT)/src)")
-	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package (default: all)")
+	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package,fleet (default: all)")
+	k := flag.Float64("k", 10, "time compression of the fleet workload (1-10)")
+	drivers := flag.String("drivers", "once,once-standby,persistent,keda,fixed", "fleet drivers, comma-separated")
+	bursts := flag.Int("fleet-bursts", 3, "fleet workload: bursts (issue 16: 3; fewer only for development)")
+	perBurst := flag.Int("fleet-jobs", 40, "fleet workload: jobs per burst (issue 16: 40; fewer only for development)")
 	flag.Parse()
 
 	b := &bench{reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
 	want := func(f string) bool { return *only == "" || strings.Contains(","+*only+",", ","+f+",") }
-	if err := b.setup(*binDir, *startSh, *fillerDir); err != nil {
+	if err := b.setup(*binDir, *startSh, *fillerDir, want("online") || want("warm") || want("package")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		b.cleanup()
 		return 1
@@ -136,6 +141,22 @@ func run() int {
 		b.progress("figure 5: prune %d of %d agents under a rate limit (%d runs)", pruneStale, pruneStale+pruneOnline+pruneRecent+pruneOther, b.pruneReps)
 		res.prune = b.pruneRuns()
 	}
+	if want("fleet") {
+		w := defaultWorkload(*k)
+		w.Bursts, w.PerBurst = *bursts, *perBurst
+		if err := w.validate(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			b.cleanup()
+			return 2
+		}
+		t := time.Now()
+		b.progress("fleet: %d drivers side by side, k = %g", len(strings.Split(*drivers, ",")), w.K)
+		runs, err := b.fleet(w, strings.Split(*drivers, ","))
+		if err != nil {
+			res.errs = append(res.errs, "fleet: "+err.Error())
+		}
+		res.fleet, res.fleetW, res.fleetTook = runs, w, time.Since(t)
+	}
 	res.took = time.Since(b.began)
 	md := res.markdown()
 	fmt.Print(md)
@@ -150,7 +171,7 @@ func run() int {
 	return code
 }
 
-func (b *bench) setup(binDir, startSh, fillerDir string) error {
+func (b *bench) setup(binDir, startSh, fillerDir string, bigPackage bool) error {
 	if err := becomeSubreaper(); err != nil {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
@@ -191,6 +212,9 @@ func (b *bench) setup(binDir, startSh, fillerDir string) error {
 	}
 	b.progress("simulator at %s", b.e.org)
 
+	if !bigPackage {
+		return nil
+	}
 	if fillerDir == "" {
 		if o, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
 			fillerDir = filepath.Join(strings.TrimSpace(string(o)), "src")

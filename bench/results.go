@@ -19,6 +19,9 @@ type results struct {
 	prune                    []pruneRun
 	errs                     []string
 	took                     time.Duration
+	fleet                    []fleetRun
+	fleetW                   workloadSpec
+	fleetTook                time.Duration
 }
 
 type row struct{ num, figure, sh, ep, ratio, target, met string }
@@ -65,7 +68,9 @@ func (res *results) markdown() string {
 	if res.pkg != nil && res.pkg.files > 0 {
 		files = fmt.Sprintf(", %d files, %s extracted", res.pkg.files, fmtBytes(res.pkg.extracted))
 	}
-	p("| Agent package | fake agent %s %s: %s compressed%s (%s) |\n", b.pkg.Version, platform, fmtBytes(b.pkg.Size), files, filler)
+	if b.pkg.Path != "" {
+		p("| Agent package | fake agent %s %s: %s compressed%s (%s) |\n", b.pkg.Version, platform, fmtBytes(b.pkg.Size), files, filler)
+	}
 	p("| Repetitions | cold runs and package step %d, warm runs %d, prune %d |\n\n", b.coldReps, b.reps, b.pruneReps)
 
 	rows := res.rows()
@@ -91,6 +96,9 @@ func (res *results) markdown() string {
 	}
 	for _, e := range res.errs {
 		p("- error: %s\n", e)
+	}
+	if res.fleet != nil {
+		w.WriteString(fleetMarkdown(res.fleet, res.fleetW, res.fleetTook))
 	}
 	res.details(&w)
 	return w.String()
