@@ -128,6 +128,7 @@ func serve(args []string) error {
 	poll := fs.Duration("poll-timeout", 0, "long-poll length of GET messages (default the simulator's)")
 	offline := fs.Duration("offline-after", 0, "agent offline this long after its last poll (default the simulator's)")
 	verbose := fs.Bool("v", false, "log requests to stderr")
+	ecs := ecsFlags(fs) // local ECS control plane (ecs.go)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -148,6 +149,7 @@ func serve(args []string) error {
 		return fmt.Errorf("start simulator on %s: %w", *addr, err)
 	}
 	defer srv.Close()
+	defer ecs.mustStart(srv, tokens, pools)()
 	if len(versions) > 0 {
 		self, err := os.Executable()
 		if err != nil {

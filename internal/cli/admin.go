@@ -18,6 +18,9 @@ import (
 )
 
 func checkCommand(ctx context.Context, s *streams, args []string) error {
+	if isScaleCheck(s, args) { // a scaler's settings (scale.go)
+		return scaleCheckCommand(ctx, s, args)
+	}
 	fs, given := newFlags("check", s, true)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -45,6 +45,7 @@ func init() {
 			"azp-entrypoint health [--state-dir D]", healthCommand},
 		{"prune", "delete offline agents of the pool whose containers were killed",
 			"azp-entrypoint prune [--prefix P | --all-offline] [--offline-for D] [--dry-run] [flags]", pruneCommand},
+		scaleCmd, // scale.go
 		{"version", "print version, commit and Go version", "azp-entrypoint version", versionCommand},
 	}
 }

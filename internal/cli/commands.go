@@ -152,6 +152,9 @@ func healthCommand(_ context.Context, s *streams, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if handled, err := scaleHealth(s, *dir); handled { // a scaler container (scale.go)
+		return err
+	}
 	st, err := supervisor.Health(*dir)
 	if err != nil {
 		fmt.Fprintln(s.out, "unhealthy:", err)

@@ -363,6 +363,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, p *princi
 	if in.Agent.OsDescription != nil && *in.Agent.OsDescription != "" {
 		a.osDescription = *in.Agent.OsDescription
 	}
+	s.sessionCapabilities(a, in.SystemCapabilities)
 	s.sessions[sess.id] = sess
 	a.session = sess
 	if a.static {

@@ -93,6 +93,7 @@ type Server struct {
 	faults     []*fault
 	nextFault  int
 	rateLimits []*rateLimit
+	scaling    scalingState // demands and parallel jobs (scaling.go)
 	reqLog     []LoggedRequest
 
 	instanceID uuid.UUID

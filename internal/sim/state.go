@@ -151,6 +151,7 @@ func (s *Server) dropSession(a *agent, now time.Time) {
 		delete(s.sessions, a.session.id)
 		a.session = nil
 	}
+	s.requeueUnreceived(a) // scaling.go
 	if a.online && !a.static {
 		a.online = false
 		a.statusChangedOn = now
@@ -211,7 +212,7 @@ func (s *Server) assignJob(a *agent, now time.Time) *message {
 		return nil
 	}
 	for i, r := range s.queue {
-		if r.pool != a.pool || (r.spec.Agent != "" && !strings.EqualFold(r.spec.Agent, a.name)) {
+		if r.pool != a.pool || (r.spec.Agent != "" && !strings.EqualFold(r.spec.Agent, a.name)) || !s.canAssign(r, a) {
 			continue
 		}
 		s.queue = append(s.queue[:i:i], s.queue[i+1:]...)
@@ -378,6 +379,7 @@ func (s *Server) wireRequest(r *request) *taskagent.TaskAgentJobRequest {
 		FinishTime:  tm(r.finishTime),
 		LockedUntil: tm(r.lockedUntil),
 		PlanType:    ptr("Build"),
+		Demands:     wireDemands(r.spec.Demands),
 	}
 	if r.result != "" {
 		res := taskagent.TaskResult(r.result)

@@ -16,7 +16,8 @@ type JobSpec struct {
 	Duration     time.Duration `json:"-"`                // how long the fake job runs
 	Result       string        `json:"result,omitempty"` // "succeeded" (default) or "failed"
 	Orphans      int           `json:"orphans,omitempty"`
-	IgnoreCancel time.Duration `json:"-"` // how long the fake job ignores a cancel
+	IgnoreCancel time.Duration `json:"-"`                 // how long the fake job ignores a cancel
+	Demands      []string      `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
 }
 
 // AgentView is the simulator's view of an agent.

@@ -255,6 +255,8 @@ func (s *Server) serveOrg(w http.ResponseWriter, r *http.Request, segs []string)
 			return
 		}
 		s.handlePackages(w, r, rest[2:])
+	case len(rest) == 2 && lower[0] == "distributedtask" && lower[1] == "resourceusage" && r.Method == http.MethodGet:
+		s.handleResourceUsage(w, r)
 	case len(rest) >= 2 && lower[0] == "distributedtask" && lower[1] == "pools":
 		s.servePools(w, r, p, rest[2:], lower[2:])
 	default:

@@ -162,6 +162,7 @@ type task struct {
 	stopReq                   chan struct{}
 	stopOnce                  sync.Once
 	bootEnv                   map[string]string
+	proc                      Process
 }
 
 // New returns a Server with defaults filled in; Start it.
@@ -333,6 +334,20 @@ func (s *Server) StopTaskNow(id, reason string) error {
 		}
 	}
 	return fmt.Errorf("ecssim: no task %s", id)
+}
+
+// KillTask SIGKILLs a task's container, as the kernel's OOM killer or a crashed host would:
+// nothing in the container gets to clean up; ECS then stops the task (EssentialContainerExited).
+func (s *Server) KillTask(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.tasks {
+		if t.id == id && t.proc != nil {
+			t.proc.Kill()
+			return nil
+		}
+	}
+	return fmt.Errorf("ecssim: no running container for task %s", id)
 }
 
 // WaitTasks polls until cond holds for the task list or ctx ends.

@@ -50,6 +50,7 @@ type execProcess struct {
 	logf   *os.File
 	pidMu  sync.Mutex
 	pidVal int
+	killed bool
 }
 
 // Launch starts the container.
@@ -109,6 +110,13 @@ func (l *ExecLauncher) Launch(_ context.Context, spec LaunchSpec) (Process, erro
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			p.code = 128 + int(ws.Signal())
 		}
+		p.pidMu.Lock()
+		if p.killed {
+			// unshare reports its child's SIGKILL as its own failure; the container's exit code
+			// is what Docker reports for SIGKILL: 128 + 9.
+			p.code = 137
+		}
+		p.pidMu.Unlock()
 		meta.Close()
 		if p.logf != nil {
 			p.logf.Close()
@@ -155,6 +163,11 @@ func (p *execProcess) signal(sig syscall.Signal) {
 	case <-p.done:
 		return
 	default:
+	}
+	if sig == syscall.SIGKILL {
+		p.pidMu.Lock()
+		p.killed = true
+		p.pidMu.Unlock()
 	}
 	if pid := p.pid(); pid > 0 {
 		syscall.Kill(pid, sig)

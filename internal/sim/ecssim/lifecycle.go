@@ -76,6 +76,9 @@ func (t *task) lifecycle() {
 	var proc Process
 	if ok {
 		t.s.mu.Lock()
+		t.proc = nil
+		t.s.mu.Unlock()
+		t.s.mu.Lock()
 		env := map[string]string{}
 		for k, v := range t.env {
 			env[k] = v
@@ -98,6 +101,9 @@ func (t *task) lifecycle() {
 			t.s.mu.Unlock()
 		} else {
 			proc = p
+			t.s.mu.Lock()
+			t.proc = p
+			t.s.mu.Unlock()
 			t.setStatus(StatusRunning, func(now time.Time) { t.pullStoppedAt, t.startedAt = now, now })
 		}
 	}
@@ -119,6 +125,9 @@ func (t *task) lifecycle() {
 			select {
 			case <-proc.Done():
 			case <-tm.C:
+				proc.Kill()
+				<-proc.Done()
+			case <-t.s.ctx.Done(): // the simulator is closing: no grace
 				proc.Kill()
 				<-proc.Done()
 			}

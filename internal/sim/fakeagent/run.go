@@ -295,7 +295,7 @@ func (l *listener) createSession(ctx context.Context) int {
 		Agent: sessionAgent{
 			ID: l.settings.AgentID, Name: l.settings.AgentName, Version: l.root.version, OsDescription: osDescription(),
 		},
-		SystemCapabilities: map[string]string{"Agent.Name": l.settings.AgentName, "Agent.Version": l.root.version},
+		SystemCapabilities: systemCapabilities(l.settings.AgentName, l.root.version), // capabilities.go
 	}
 	conflicts := 0
 	erroring := false
