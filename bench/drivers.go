@@ -19,7 +19,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/ecssim"
@@ -237,8 +236,8 @@ func (d *kedaDriver) poll(ctx context.Context, e *fleetEnv, c *ecs.Client, hc *h
 	running := 0
 	var next *string
 	for {
-		out, err := c.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String(fleetCluster), StartedBy: aws.String(kedaStartedBy),
-			DesiredStatus: ecstypes.DesiredStatusRunning, NextToken: next})
+		// startedBy must be the only filter (API_ListTasks); the default status filter is RUNNING.
+		out, err := c.ListTasks(ctx, &ecs.ListTasksInput{Cluster: aws.String(fleetCluster), StartedBy: aws.String(kedaStartedBy), NextToken: next})
 		if err != nil {
 			d.fail(err.Error())
 			return

@@ -85,6 +85,9 @@ func (b *bench) newFleetEnv(name string, w workloadSpec, pkgURL string) (*fleetE
 	// The simulator's own timings stay as they are (its long poll, its offline detection): they are
 	// the service's, not the workload's.
 	e.sim = sim.New(sim.Options{Pools: []string{fleetPool}})
+	// The organisation's self-hosted parallel jobs: enough for the workload's peak, as a user
+	// sizing the licence to it would have.
+	e.sim.SetParallelJobs(w.peakConcurrency() + w.PerBurst/4)
 	if err := e.sim.AddToken(e.token, sim.ScopeManage); err != nil {
 		return nil, err
 	}
@@ -142,7 +145,11 @@ func (b *bench) newFleetEnv(name string, w workloadSpec, pkgURL string) (*fleetE
 			Environment: []ecssim.KeyValuePair{
 				{Name: "AZP_URL", Value: e.agentsOrg}, {Name: "AZP_TOKEN", Value: e.token}, {Name: "AZP_POOL", Value: fleetPool},
 				{Name: "AZP_AGENT_PLATFORM", Value: platform}, {Name: "AZP_LOG_FORMAT", Value: "json"},
-				{Name: "AZP_WORK_MIN_FREE", Value: "1MiB"}, {Name: "LANG", Value: "C.UTF-8"},
+				{Name: "AZP_WORK_MIN_FREE", Value: "1MiB"}, {Name: "LANG", Value: "C.UTF-8"}, {Name: "AZP_STOP_TIMEOUT", Value: "10s"},
+				// The image offers docker (the listener reports its environment as system capabilities).
+				{Name: "docker", Value: "true"},
+				// The package is baked into the image: a cache shared by every task stands for it.
+				{Name: "AZP_AGENT_CACHE", Value: filepath.Join(e.dir, "agent-cache")},
 			}}}})
 	if err != nil {
 		return nil, err

@@ -47,7 +47,7 @@ type fleetRun struct {
 
 // jobSpec is the simulator job of a planned job, compressed.
 func (w workloadSpec) jobSpec(j plannedJob) sim.JobSpec {
-	return sim.JobSpec{Pool: fleetPool, Name: fmt.Sprintf("b%d-j%02d", j.Burst, j.Index), Duration: w.wall(j.Dur)}
+	return sim.JobSpec{Pool: fleetPool, Name: fmt.Sprintf("b%d-j%02d", j.Burst, j.Index), Duration: w.wall(j.Dur), Demands: j.demands()}
 }
 
 func (j plannedJob) demands() []string {
@@ -186,7 +186,8 @@ func (r *fleetRun) matchLaunches() {
 	byTag := map[string]time.Time{}
 	var free []time.Time
 	for _, t := range r.tasks {
-		if req := t.Tags["azp-entrypoint:request"]; req != "" {
+		// The tag lists the request ids a RunTask call was for, separated by spaces.
+		for _, req := range strings.Fields(t.Tags["azp-entrypoint:request"]) {
 			if old, ok := byTag[req]; !ok || t.Created.Before(old) {
 				byTag[req] = t.Created
 			}

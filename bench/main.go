@@ -54,6 +54,7 @@ type bench struct {
 	keepTrees                 bool   // extracted trees stay until the end (see retire)
 	reps, coldReps, pruneReps int
 	began                     time.Time
+	keep                      bool
 }
 
 func (b *bench) progress(format string, args ...any) {
@@ -95,11 +96,12 @@ func run() int {
 	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package,fleet (default: all)")
 	k := flag.Float64("k", 10, "time compression of the fleet workload (1-10)")
 	drivers := flag.String("drivers", "once,once-standby,persistent,keda,fixed", "fleet drivers, comma-separated")
+	keep := flag.Bool("keep", false, "keep the temporary directory (task logs) for debugging")
 	bursts := flag.Int("fleet-bursts", 3, "fleet workload: bursts (issue 16: 3; fewer only for development)")
 	perBurst := flag.Int("fleet-jobs", 40, "fleet workload: jobs per burst (issue 16: 40; fewer only for development)")
 	flag.Parse()
 
-	b := &bench{reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
+	b := &bench{keep: *keep, reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
 	want := func(f string) bool { return *only == "" || strings.Contains(","+*only+",", ","+f+",") }
 	if err := b.setup(*binDir, *startSh, *fillerDir, want("online") || want("warm") || want("package")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -253,6 +255,10 @@ func (b *bench) cleanup() {
 	}
 	if b.e != nil {
 		b.e.close()
+	}
+	if b.keep {
+		fmt.Fprintln(os.Stderr, "bench: kept", b.tmp)
+		return
 	}
 	for _, d := range []string{b.tmp, b.shm} {
 		if d != "" {
