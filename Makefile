@@ -13,7 +13,7 @@ STATICCHECK_VERSION ?= v0.8.2
 TFLINT_VERSION      ?= v0.55.1
 TFSEC_VERSION       ?= v1.28.14
 
-.PHONY: all build build-native test lint bench demo tools clean
+.PHONY: all build build-native test lint bench soak demo tools clean
 
 all: build
 
@@ -44,6 +44,10 @@ lint:
 
 bench: build-native
 	$(GO) run ./bench -out bench/results.md
+
+# 1,000 jobs through the scaler with random faults (not part of make test); writes bench/soak.md.
+soak: build-native
+	$(GO) run ./bench -soak -out bench/soak.md
 
 demo: build-native
 	bash scripts/demo.sh

@@ -76,7 +76,11 @@ type taskRec struct {
 	ExitCode      *int
 }
 
-func (b *bench) newFleetEnv(name string, w workloadSpec, pkgURL string) (*fleetEnv, error) {
+func (b *bench) newFleetEnv(name string, w workloadSpec) (*fleetEnv, error) {
+	return b.newFleetEnvOpts(name, w, sim.Options{Pools: []string{fleetPool}})
+}
+
+func (b *bench) newFleetEnvOpts(name string, w workloadSpec, so sim.Options) (*fleetEnv, error) {
 	e := &fleetEnv{name: name, w: w, b: b, token: "fleet" + randHex(16), tasks: map[string]*taskRec{}}
 	e.dir = filepath.Join(b.tmp, "fleet-"+name)
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
@@ -84,7 +88,7 @@ func (b *bench) newFleetEnv(name string, w workloadSpec, pkgURL string) (*fleetE
 	}
 	// The simulator's own timings stay as they are (its long poll, its offline detection): they are
 	// the service's, not the workload's.
-	e.sim = sim.New(sim.Options{Pools: []string{fleetPool}})
+	e.sim = sim.New(so)
 	// The organisation's self-hosted parallel jobs: enough for the workload's peak, as a user
 	// sizing the licence to it would have.
 	e.sim.SetParallelJobs(w.peakConcurrency() + w.PerBurst/4)
@@ -155,7 +159,6 @@ func (b *bench) newFleetEnv(name string, w workloadSpec, pkgURL string) (*fleetE
 		return nil, err
 	}
 	e.taskDef = td.TaskDefinitionArn
-	_ = pkgURL
 	return e, nil
 }
 

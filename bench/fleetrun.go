@@ -63,7 +63,7 @@ func (b *bench) runFleet(d driver, w workloadSpec, offset time.Duration) (r flee
 	began := time.Now()
 	r = fleetRun{label: d.label(), notes: d.notes(), w: w, limit: d.max()}
 	defer func() { r.took = time.Since(began) }()
-	e, err := b.newFleetEnv(strings.NewReplacer(" ", "", ",", "-").Replace(d.label()), w, "")
+	e, err := b.newFleetEnv(strings.NewReplacer(" ", "", ",", "-").Replace(d.label()), w)
 	if err != nil {
 		r.err = err
 		return r
@@ -243,10 +243,8 @@ func (b *bench) runFleets(ds []driver, w workloadSpec) []fleetRun {
 // fleet builds the fleet's small agent package and runs the named drivers side by side.
 func (b *bench) fleet(w workloadSpec, names []string) ([]fleetRun, error) {
 	var err error
-	b.fleetPkg, err = pkgbuild.Build(pkgbuild.Options{Version: agentVersion, Platform: platform, AgentBinary: b.simBin,
-		OutDir: filepath.Join(b.tmp, "fleet-packages")})
-	if err != nil {
-		return nil, fmt.Errorf("build the fleet's agent package: %w", err)
+	if b.fleetPkg, err = b.buildFleetPkg(); err != nil {
+		return nil, err
 	}
 	limit := w.PerBurst + w.PerBurst/4 // headroom above the peak, as a user would set AZP_SCALE_MAX
 	var ds []driver
@@ -268,4 +266,15 @@ func (b *bench) fleet(w workloadSpec, names []string) ([]fleetRun, error) {
 		}
 	}
 	return b.runFleets(ds, w), nil
+}
+
+// buildFleetPkg builds the small agent package the fleet's tasks install (from a cache shared by
+// the tasks of one driver, as if baked into the image).
+func (b *bench) buildFleetPkg() (pkgbuild.Result, error) {
+	r, err := pkgbuild.Build(pkgbuild.Options{Version: agentVersion, Platform: platform, AgentBinary: b.simBin,
+		OutDir: filepath.Join(b.tmp, "fleet-packages")})
+	if err != nil {
+		return r, fmt.Errorf("build the fleet's agent package: %w", err)
+	}
+	return r, nil
 }

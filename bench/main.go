@@ -96,6 +96,12 @@ func run() int {
 	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package,fleet (default: all)")
 	k := flag.Float64("k", 10, "time compression of the fleet workload (1-10)")
 	drivers := flag.String("drivers", "once,once-standby,persistent,keda,fixed", "fleet drivers, comma-separated")
+	soak := flag.Bool("soak", false, "run the soak (make soak) instead of the benchmark")
+	soakJobs := flag.Int("soak-jobs", 1000, "soak: jobs")
+	soakMax := flag.Int("soak-max", 40, "soak: AZP_SCALE_MAX")
+	soakJobMin := flag.Duration("soak-job-min", time.Second, "soak: shortest job (the fake agent's job duration)")
+	soakJobMax := flag.Duration("soak-job-max", 4*time.Second, "soak: longest job")
+	soakSeed := flag.Uint64("soak-seed", 16, "soak: seed of the fault schedule and job durations")
 	keep := flag.Bool("keep", false, "keep the temporary directory (task logs) for debugging")
 	bursts := flag.Int("fleet-bursts", 3, "fleet workload: bursts (issue 16: 3; fewer only for development)")
 	perBurst := flag.Int("fleet-jobs", 40, "fleet workload: jobs per burst (issue 16: 40; fewer only for development)")
@@ -103,10 +109,16 @@ func run() int {
 
 	b := &bench{keep: *keep, reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
 	want := func(f string) bool { return *only == "" || strings.Contains(","+*only+",", ","+f+",") }
-	if err := b.setup(*binDir, *startSh, *fillerDir, want("online") || want("warm") || want("package")); err != nil {
+	if err := b.setup(*binDir, *startSh, *fillerDir, !*soak && (want("online") || want("warm") || want("package"))); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		b.cleanup()
 		return 1
+	}
+	if *soak {
+		code := b.runSoak(soakSpec{Jobs: *soakJobs, Burst: 50, BurstGap: 5 * time.Second, Max: *soakMax,
+			JobMin: *soakJobMin, JobMax: *soakJobMax, Seed: *soakSeed}, *out)
+		b.cleanup()
+		return code
 	}
 	// An interrupted benchmark still ends what it started.
 	sigs := make(chan os.Signal, 1)
