@@ -303,7 +303,7 @@ func (d *fixedDriver) start(ctx context.Context, e *fleetEnv) error {
 		"AZP_ECS_TASK_PROTECTION": "false"}, nil); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(d.w.wall(d.w.P) + 2*time.Minute)
+	deadline := time.Now().Add(d.w.wall(d.w.P) + 5*time.Minute)
 	for time.Now().Before(deadline) {
 		online := 0
 		for _, a := range e.sim.Agents(fleetPool) {

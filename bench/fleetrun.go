@@ -70,7 +70,7 @@ func (b *bench) runFleet(d driver, w workloadSpec, offset time.Duration) (r flee
 	}
 	e.limit = d.max()
 	defer e.close()
-	ctx, cancel := context.WithTimeout(context.Background(), offset+w.wall(w.length()+w.P+15*time.Minute)+3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), offset+w.wall(w.length()+w.P+25*time.Minute)+8*time.Minute)
 	defer cancel()
 	if err := d.start(ctx, e); err != nil {
 		d.stop()
@@ -104,7 +104,7 @@ func (b *bench) runFleet(d driver, w workloadSpec, offset time.Duration) (r flee
 	b.progress("fleet %s: %d jobs queued", d.label(), len(plan))
 
 	// Every job finished.
-	deadline := r.t0.Add(w.wall(w.length() + w.P + 10*time.Minute))
+	deadline := r.t0.Add(w.wall(w.length() + w.P + 20*time.Minute))
 	for {
 		done := 0
 		for _, v := range e.sim.Requests() {
@@ -217,16 +217,26 @@ func (r *fleetRun) matchLaunches() {
 	}
 }
 
-// runFleets runs the drivers side by side, the i-th one's bursts offset by i/len of the gap, so
-// that no two drivers' task start storms meet on the benchmark machine's cores.
-func (b *bench) runFleets(ds []driver, w workloadSpec) []fleetRun {
+// runFleets runs the drivers in waves of `parallel` side by side, the i-th one of a wave with its
+// bursts offset by i/parallel of the gap, so that no two drivers' task start storms meet on the
+// benchmark machine's cores.
+func (b *bench) runFleets(ds []driver, w workloadSpec, parallel int) []fleetRun {
 	out := make([]fleetRun, len(ds))
+	parallel = max(1, min(parallel, len(ds)))
+	for start := 0; start < len(ds); start += parallel {
+		end := min(len(ds), start+parallel)
+		b.runWave(ds[start:end], out[start:end], w, parallel)
+	}
+	return out
+}
+
+func (b *bench) runWave(ds []driver, out []fleetRun, w workloadSpec, parallel int) {
 	var wg sync.WaitGroup
 	for i, d := range ds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			off := 2*time.Second + time.Duration(i)*w.wall(w.Gap)/time.Duration(len(ds))
+			off := 2*time.Second + time.Duration(i)*w.wall(w.Gap)/time.Duration(parallel)
 			b.progress("fleet %s: starting (first burst in %s)", d.label(), fmtDur(off))
 			out[i] = b.runFleet(d, w, off)
 			if out[i].err != nil {
@@ -237,11 +247,10 @@ func (b *bench) runFleets(ds []driver, w workloadSpec) []fleetRun {
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 // fleet builds the fleet's small agent package and runs the named drivers side by side.
-func (b *bench) fleet(w workloadSpec, names []string) ([]fleetRun, error) {
+func (b *bench) fleet(w workloadSpec, names []string, parallel int) ([]fleetRun, error) {
 	var err error
 	if b.fleetPkg, err = b.buildFleetPkg(); err != nil {
 		return nil, err
@@ -265,7 +274,7 @@ func (b *bench) fleet(w workloadSpec, names []string) ([]fleetRun, error) {
 			return nil, fmt.Errorf("unknown driver %q (once, once-standby, persistent, keda, fixed)", n)
 		}
 	}
-	return b.runFleets(ds, w), nil
+	return b.runFleets(ds, w, parallel), nil
 }
 
 // buildFleetPkg builds the small agent package the fleet's tasks install (from a cache shared by

@@ -212,7 +212,7 @@ func fleetMarkdown(runs []fleetRun, w workloadSpec, took time.Duration) string {
 	p("One workload, %d bursts of %d jobs %s apart, durations spread evenly from %s to %s, every %s job demanding `docker`, driven %d ways side by side, each with its own simulator and its own local ECS (`internal/sim/ecssim`, real `azp-entrypoint` tasks as PID 1 of their own PID namespace) with the provisioning delay P = %s. ",
 		w.Bursts, w.PerBurst, secs(w.Gap), secs(w.MinDur), secs(w.MaxDur), ordinal(w.DockerEvery), len(runs), secs(w.P))
 	p("Time compression k = %g: every duration (jobs, gaps, P, poll intervals, timeouts) runs %g× faster; **all figures are in uncompressed seconds** (wall time × k), so the processes' own uncompressed work (agent start, requests) weighs k times more than on Fargate. ", w.K, w.K)
-	p("Drivers start their bursts %s apart (wall time) so that their task start storms do not meet. The whole section took %s.\n\n", fmtDur(w.wall(w.Gap)/time.Duration(max(1, len(runs)))), fmtDur(took.Round(time.Second)))
+	p("Drivers run in waves side by side (`-fleet-parallel`), those of a wave starting their bursts apart so that their task start storms do not meet. The whole section took %s.\n\n", fmtDur(took.Round(time.Second)))
 	p("| Figure |")
 	for _, r := range runs {
 		p(" %s |", r.label)

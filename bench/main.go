@@ -95,10 +95,11 @@ func run() int {
 	fillerDir := flag.String("filler-dir", "", "tree copied into the fake agent package (default: $(go env GOROOT)/src)")
 	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package,fleet (default: all)")
 	k := flag.Float64("k", 10, "time compression of the fleet workload (1-10)")
-	drivers := flag.String("drivers", "once,once-standby,persistent,keda,fixed", "fleet drivers, comma-separated")
+	parallel := flag.Int("fleet-parallel", 3, "fleet drivers run side by side (in waves of this many)")
+	drivers := flag.String("drivers", "once,keda,fixed,once-standby,persistent", "fleet drivers, comma-separated")
 	soak := flag.Bool("soak", false, "run the soak (make soak) instead of the benchmark")
 	soakJobs := flag.Int("soak-jobs", 1000, "soak: jobs")
-	soakMax := flag.Int("soak-max", 40, "soak: AZP_SCALE_MAX")
+	soakMax := flag.Int("soak-max", 20, "soak: AZP_SCALE_MAX")
 	soakJobMin := flag.Duration("soak-job-min", time.Second, "soak: shortest job (the fake agent's job duration)")
 	soakJobMax := flag.Duration("soak-job-max", 4*time.Second, "soak: longest job")
 	soakSeed := flag.Uint64("soak-seed", 16, "soak: seed of the fault schedule and job durations")
@@ -165,7 +166,7 @@ func run() int {
 		}
 		t := time.Now()
 		b.progress("fleet: %d drivers side by side, k = %g", len(strings.Split(*drivers, ",")), w.K)
-		runs, err := b.fleet(w, strings.Split(*drivers, ","))
+		runs, err := b.fleet(w, strings.Split(*drivers, ","), *parallel)
 		if err != nil {
 			res.errs = append(res.errs, "fleet: "+err.Error())
 		}

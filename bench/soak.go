@@ -52,9 +52,9 @@ type soakResult struct {
 	err             error
 }
 
-func (b *bench) soak(sp soakSpec) soakResult {
+func (b *bench) soak(sp soakSpec) (res soakResult) {
 	began := time.Now()
-	res := soakResult{spec: sp, results: map[string]int{}}
+	res = soakResult{spec: sp, results: map[string]int{}}
 	defer func() { res.took = time.Since(began) }()
 	rng := rand.New(rand.NewPCG(sp.Seed, sp.Seed^0x9e3779b97f4a7c15))
 
@@ -225,8 +225,15 @@ func (b *bench) soak(sp soakSpec) soakResult {
 			res.unexpected = append(res.unexpected, fmt.Sprintf("request %d %q on %q", v.ID, v.Result, v.AgentName))
 		}
 	}
-	// Requests that got more than one task: explained when an earlier one died at boot, was
-	// stopped for the boot timeout, or failed placement.
+	// A request launched for twice: a task tagged with it created after it was assigned, or while
+	// an earlier task tagged with it was still alive (not stopped). Tasks that died at boot, were
+	// stopped for the boot timeout or never placed explain a second launch: they had stopped first.
+	assigned := map[string]time.Time{}
+	for _, v := range reqs {
+		if ids[v.ID] && !v.AssignTime.IsZero() {
+			assigned[fmt.Sprint(v.ID)] = v.AssignTime
+		}
+	}
 	perReq := map[string][]taskRec{}
 	for _, t := range tasks {
 		for _, r := range strings.Fields(t.Tags["azp-entrypoint:request"]) {
@@ -234,17 +241,19 @@ func (b *bench) soak(sp soakSpec) soakResult {
 		}
 	}
 	for r, ts := range perReq {
-		if len(ts) < 2 {
-			continue
-		}
-		explained := false
-		for _, t := range ts[:len(ts)-1] {
-			if t.Running.IsZero() || t.StopCode == "TaskFailedToStart" || t.StopCode == "UserInitiated" || (t.ExitCode != nil && *t.ExitCode != 0) {
-				explained = true
+		for i, t := range ts {
+			if at, ok := assigned[r]; ok && t.Created.After(at.Add(time.Second)) {
+				res.twice = append(res.twice, fmt.Sprintf("request %s: task %s launched %s after the request was assigned", r, t.ID, fmtDur(t.Created.Sub(at))))
 			}
-		}
-		if !explained {
-			res.twice = append(res.twice, fmt.Sprintf("request %s: %d tasks", r, len(ts)))
+			for _, o := range ts[:i] {
+				if o.Tags["azp-entrypoint:request"] == t.Tags["azp-entrypoint:request"] {
+					continue // the same RunTask call: one task per request it names
+				}
+				if o.Stopped.IsZero() || o.Stopped.After(t.Created) {
+					res.twice = append(res.twice, fmt.Sprintf("request %s: task %s launched while task %s for it was alive", r, t.ID, o.ID))
+					break
+				}
+			}
 		}
 	}
 	sort.Strings(res.twice)
