@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
-	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/ecssim"
 )
 
@@ -325,4 +324,3 @@ func (d *fixedDriver) start(ctx context.Context, e *fleetEnv) error {
 
 func (d *fixedDriver) stop() {}
 
-var _ = sim.AgentView{}
