@@ -323,4 +323,3 @@ func (d *fixedDriver) start(ctx context.Context, e *fleetEnv) error {
 }
 
 func (d *fixedDriver) stop() {}
-
