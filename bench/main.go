@@ -115,12 +115,6 @@ func run() int {
 		b.cleanup()
 		return 1
 	}
-	if *soak {
-		code := b.runSoak(soakSpec{Jobs: *soakJobs, Burst: 50, BurstGap: 5 * time.Second, Max: *soakMax,
-			JobMin: *soakJobMin, JobMax: *soakJobMax, Seed: *soakSeed}, *out)
-		b.cleanup()
-		return code
-	}
 	// An interrupted benchmark still ends what it started.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -130,6 +124,13 @@ func run() int {
 		b.cleanup()
 		os.Exit(130)
 	}()
+
+	if *soak {
+		code := b.runSoak(soakSpec{Jobs: *soakJobs, Burst: 50, BurstGap: 5 * time.Second, Max: *soakMax,
+			JobMin: *soakJobMin, JobMax: *soakJobMax, Seed: *soakSeed}, *out)
+		b.cleanup()
+		return code
+	}
 
 	res := &results{b: b}
 	if want("package") {
