@@ -9,7 +9,7 @@ LDFLAGS      := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/in
 TOOLS        := $(CURDIR)/.tools/bin
 export PATH  := $(TOOLS):$(PATH)
 
-.PHONY: all build build-native test lint bench demo demo-scale tools clean image test-containers container-tools
+.PHONY: all build build-native test lint bench soak demo demo-scale tools clean image test-containers container-tools
 
 all: build
 
@@ -42,6 +42,10 @@ lint:
 
 bench: build-native
 	$(GO) run ./bench -out bench/results.md
+
+# 1,000 jobs through the scaler with random faults (not part of make test); writes bench/soak.md.
+soak: build-native
+	$(GO) run ./bench -soak -out bench/soak.md
 
 demo: build-native
 	bash scripts/demo.sh

@@ -46,6 +46,7 @@ type bench struct {
 	tmp                       string
 	ep, simBin, startSh       string
 	pkg                       pkgbuild.Result
+	fleetPkg                  pkgbuild.Result // a small package for the fleet's many task starts
 	pkgURL                    string
 	fillerDir                 string
 	fillerBytes               int64
@@ -53,6 +54,7 @@ type bench struct {
 	keepTrees                 bool   // extracted trees stay until the end (see retire)
 	reps, coldReps, pruneReps int
 	began                     time.Time
+	keep                      bool
 }
 
 func (b *bench) progress(format string, args ...any) {
@@ -91,12 +93,24 @@ func run() int {
 	pruneReps := flag.Int("prune-reps", 3, "repetitions of the prune")
 	fillerBytes := flag.Int64("filler-bytes", 210_000_000, "filler bytes in the fake agent package (half random, half text)")
 	fillerDir := flag.String("filler-dir", "", "tree copied into the fake agent package (default: $(go env GOROOT)/src)")
-	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package (default: all)")
+	only := flag.String("only", "", "comma-separated subset: online,warm,prune,package,fleet (default: all)")
+	k := flag.Float64("k", 10, "time compression of the fleet workload (1-10)")
+	parallel := flag.Int("fleet-parallel", 3, "fleet drivers run side by side (in waves of this many)")
+	drivers := flag.String("drivers", "once,keda,fixed,once-standby,persistent", "fleet drivers, comma-separated")
+	soak := flag.Bool("soak", false, "run the soak (make soak) instead of the benchmark")
+	soakJobs := flag.Int("soak-jobs", 1000, "soak: jobs")
+	soakMax := flag.Int("soak-max", 20, "soak: AZP_SCALE_MAX")
+	soakJobMin := flag.Duration("soak-job-min", time.Second, "soak: shortest job (the fake agent's job duration)")
+	soakJobMax := flag.Duration("soak-job-max", 4*time.Second, "soak: longest job")
+	soakSeed := flag.Uint64("soak-seed", 16, "soak: seed of the fault schedule and job durations")
+	keep := flag.Bool("keep", false, "keep the temporary directory (task logs) for debugging")
+	bursts := flag.Int("fleet-bursts", 3, "fleet workload: bursts (issue 16: 3; fewer only for development)")
+	perBurst := flag.Int("fleet-jobs", 40, "fleet workload: jobs per burst (issue 16: 40; fewer only for development)")
 	flag.Parse()
 
-	b := &bench{reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
+	b := &bench{keep: *keep, reps: *reps, coldReps: *coldReps, pruneReps: *pruneReps, began: time.Now(), fillerBytes: *fillerBytes}
 	want := func(f string) bool { return *only == "" || strings.Contains(","+*only+",", ","+f+",") }
-	if err := b.setup(*binDir, *startSh, *fillerDir); err != nil {
+	if err := b.setup(*binDir, *startSh, *fillerDir, !*soak && (want("online") || want("warm") || want("package"))); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		b.cleanup()
 		return 1
@@ -110,6 +124,13 @@ func run() int {
 		b.cleanup()
 		os.Exit(130)
 	}()
+
+	if *soak {
+		code := b.runSoak(soakSpec{Jobs: *soakJobs, Burst: 50, BurstGap: 5 * time.Second, Max: *soakMax,
+			JobMin: *soakJobMin, JobMax: *soakJobMax, Seed: *soakSeed}, *out)
+		b.cleanup()
+		return code
+	}
 
 	res := &results{b: b}
 	if want("package") {
@@ -136,6 +157,22 @@ func run() int {
 		b.progress("figure 5: prune %d of %d agents under a rate limit (%d runs)", pruneStale, pruneStale+pruneOnline+pruneRecent+pruneOther, b.pruneReps)
 		res.prune = b.pruneRuns()
 	}
+	if want("fleet") {
+		w := defaultWorkload(*k)
+		w.Bursts, w.PerBurst = *bursts, *perBurst
+		if err := w.validate(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			b.cleanup()
+			return 2
+		}
+		t := time.Now()
+		b.progress("fleet: %d drivers side by side, k = %g", len(strings.Split(*drivers, ",")), w.K)
+		runs, err := b.fleet(w, strings.Split(*drivers, ","), *parallel)
+		if err != nil {
+			res.errs = append(res.errs, "fleet: "+err.Error())
+		}
+		res.fleet, res.fleetW, res.fleetTook = runs, w, time.Since(t)
+	}
 	res.took = time.Since(b.began)
 	md := res.markdown()
 	fmt.Print(md)
@@ -150,7 +187,7 @@ func run() int {
 	return code
 }
 
-func (b *bench) setup(binDir, startSh, fillerDir string) error {
+func (b *bench) setup(binDir, startSh, fillerDir string, bigPackage bool) error {
 	if err := becomeSubreaper(); err != nil {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
@@ -191,6 +228,9 @@ func (b *bench) setup(binDir, startSh, fillerDir string) error {
 	}
 	b.progress("simulator at %s", b.e.org)
 
+	if !bigPackage {
+		return nil
+	}
 	if fillerDir == "" {
 		if o, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
 			fillerDir = filepath.Join(strings.TrimSpace(string(o)), "src")
@@ -229,6 +269,10 @@ func (b *bench) cleanup() {
 	}
 	if b.e != nil {
 		b.e.close()
+	}
+	if b.keep {
+		fmt.Fprintln(os.Stderr, "bench: kept", b.tmp)
+		return
 	}
 	for _, d := range []string{b.tmp, b.shm} {
 		if d != "" {

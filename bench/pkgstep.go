@@ -21,6 +21,7 @@ type pkgStep struct {
 	gunzip, download                      series
 	reuseCmd, reuseEnsure, reuseInstalled series // package already installed
 	errs                                  []string
+	installRSS, shmInstallRSS             sizes // peak RSS of the cold `azp-entrypoint install` process
 	files                                 int   // regular files in the extracted package
 	extracted                             int64 // their total size
 }
@@ -57,7 +58,14 @@ func (b *bench) packageStep() pkgStep {
 	install := func(root, tag string) func(int) (time.Duration, error) {
 		return func(i int) (time.Duration, error) {
 			dir := filepath.Join(root, "pkg", fmt.Sprintf("install-%s%d", tag, i))
-			d, _, err := runProc("azp-entrypoint install", b.tmp, b.baseEnv("AZP_LOG_FORMAT=json"), 5*time.Minute, b.installArgv(dir)...)
+			d, p, err := runProc("azp-entrypoint install", b.tmp, b.baseEnv("AZP_LOG_FORMAT=json"), 5*time.Minute, b.installArgv(dir)...)
+			if err == nil && p.maxRSS > 0 {
+				if tag == "" {
+					st.installRSS = append(st.installRSS, p.maxRSS)
+				} else {
+					st.shmInstallRSS = append(st.shmInstallRSS, p.maxRSS)
+				}
+			}
 			if err == nil {
 				if _, ok := agentpkg.Installed(dir); !ok {
 					err = fmt.Errorf("exit 0 but no package marker in %s", dir)

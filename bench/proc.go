@@ -52,6 +52,9 @@ type proc struct {
 	end   time.Time // when the exit was seen
 	done  chan struct{}
 	code  int
+	// maxRSS is the peak resident set of the process itself (getrusage ru_maxrss of the reaped
+	// child), in bytes, valid after done.
+	maxRSS int64
 }
 
 func startProc(name, dir string, env []string, argv ...string) (*proc, error) {
@@ -67,6 +70,9 @@ func startProc(name, dir string, env []string, argv ...string) (*proc, error) {
 		cmd.Wait()
 		p.end = time.Now()
 		p.code = cmd.ProcessState.ExitCode()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			p.maxRSS = ru.Maxrss * 1024 // Linux reports kilobytes
+		}
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			p.code = 128 + int(ws.Signal())
 		}

@@ -19,6 +19,9 @@ type results struct {
 	prune                    []pruneRun
 	errs                     []string
 	took                     time.Duration
+	fleet                    []fleetRun
+	fleetW                   workloadSpec
+	fleetTook                time.Duration
 }
 
 type row struct{ num, figure, sh, ep, ratio, target, met string }
@@ -65,7 +68,9 @@ func (res *results) markdown() string {
 	if res.pkg != nil && res.pkg.files > 0 {
 		files = fmt.Sprintf(", %d files, %s extracted", res.pkg.files, fmtBytes(res.pkg.extracted))
 	}
-	p("| Agent package | fake agent %s %s: %s compressed%s (%s) |\n", b.pkg.Version, platform, fmtBytes(b.pkg.Size), files, filler)
+	if b.pkg.Path != "" {
+		p("| Agent package | fake agent %s %s: %s compressed%s (%s) |\n", b.pkg.Version, platform, fmtBytes(b.pkg.Size), files, filler)
+	}
 	p("| Repetitions | cold runs and package step %d, warm runs %d, prune %d |\n\n", b.coldReps, b.reps, b.pruneReps)
 
 	rows := res.rows()
@@ -91,6 +96,9 @@ func (res *results) markdown() string {
 	}
 	for _, e := range res.errs {
 		p("- error: %s\n", e)
+	}
+	if res.fleet != nil {
+		w.WriteString(fleetMarkdown(res.fleet, res.fleetW, res.fleetTook))
 	}
 	res.details(&w)
 	return w.String()
@@ -175,6 +183,7 @@ func (res *results) rows() []row {
 			_, rs := ratio(st.shmInstall, st.shmCurlTar)
 			rows = append(rows, row{"6", "Package, cold, on tmpfs (no disk): `curl \\| tar -xz` vs `azp-entrypoint install`", st.shmCurlTar.cell(), st.shmInstall.cell(), rs, "–", "–"})
 		}
+		rows = append(rows, row{"6", "Peak RSS of the cold `azp-entrypoint install` process (disk; tmpfs)", "–", st.installRSS.cell() + "; " + st.shmInstallRSS.cell(), "–", "≤ 20 MiB", rssVerdict(append(append(sizes(nil), st.installRSS...), st.shmInstallRSS...), 20<<20)})
 		rows = append(rows, row{"6", "Package reuse (already installed): agentpkg.Ensure in-process", "–", st.reuseEnsure.cell(), "–", "< 50 ms", under(st.reuseEnsure, 50*time.Millisecond, len(st.errs))})
 		rows = append(rows, row{"6", "Package reuse: `azp-entrypoint install` process on an installed dir", "–", st.reuseCmd.cell(), "–", "–", "–"})
 		_, ri := ratio(st.install, st.gunzip)
@@ -183,6 +192,19 @@ func (res *results) rows() []row {
 		rows = append(rows, row{"6", "`curl -o /dev/null` (the download alone)", "–", st.download.cell(), "–", "–", "–"})
 	}
 	return rows
+}
+
+// rssVerdict: every sample at most limit.
+func rssVerdict(s sizes, limit int64) string {
+	if len(s) == 0 {
+		return "**no** (no sample)"
+	}
+	for _, v := range s {
+		if v > limit {
+			return fmt.Sprintf("**no** (max %s)", fmtBytes(v))
+		}
+	}
+	return "yes"
 }
 
 // binaryInfo is the size of the binary and whether it is static (no interpreter, no DT_NEEDED).
