@@ -34,6 +34,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/preflight"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
 )
 
@@ -114,6 +115,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		return sv.aborted(err)
 	}
 	sv.warnReadableTokenFile()
+	// Local settings (agent directory, work directory as the agent's user) before any network.
+	if uid, gid := sv.uidgid(); true {
+		if err := preflight.Local(sv.s, uid, gid); err != nil {
+			return sv.aborted(err)
+		}
+	}
 	sv.resolveECS(setup)
 	sv.log.Info("starting", "agent", sv.name, "pool", sv.s.Pool, "url", sv.s.URL, "once", sv.s.Once, "stop_timeout", sv.s.StopTimeout.String())
 
