@@ -109,6 +109,7 @@ data "aws_iam_policy_document" "task" {
     }
   }
 
+  #tfsec:ignore:aws-iam-no-policy-wildcards task ids are not known in advance; scoped to this one cluster's tasks
   statement {
     sid       = "TaskScaleInProtection"
     actions   = ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"]
