@@ -15,7 +15,6 @@ import (
 // every task status change by the local ECS's bookkeeping); then zero tasks, zero agents but the
 // placeholder.
 func TestScaleBurstWithinMaxAndParallelJobs(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{max: 3, parallel: 2, caps: "docker,java=17"})
 	sc := se.startScaler()
 	var ids []int64
@@ -58,7 +57,6 @@ func TestScaleBurstWithinMaxAndParallelJobs(t *testing.T) {
 
 // A scaler restarted mid-burst launches nothing twice: it rebuilds its view from ECS and the server.
 func TestScaleRestartLaunchesNothingTwice(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{pending: 3 * time.Second})
 	sc := se.startScaler()
 	var ids []int64
@@ -96,7 +94,6 @@ func TestScaleRestartLaunchesNothingTwice(t *testing.T) {
 // Persistent mode scales idle surplus in, and never stops a busy agent: a job assigned while the
 // scaler disables the agent keeps the agent (it is enabled again), and the job succeeds.
 func TestScalePersistentScaleInNeverStopsABusyAgent(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{mode: "persistent"})
 	first := se.queue(sim.JobSpec{Duration: time.Second})
 	// The first scale-in's disable is slow, so that a job can be assigned meanwhile.
@@ -143,7 +140,6 @@ func TestScalePersistentScaleInNeverStopsABusyAgent(t *testing.T) {
 // Tasks that die at boot trip the breaker: after AZP_SCALE_MAX_FAILED_LAUNCHES failed launches in
 // a row launching pauses for one boot timeout (logged, in the metrics), then resumes.
 func TestScaleBootDeathsTripTheBreaker(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{maxFailed: "2", bootTimeout: "6s"})
 	se.ecs.FailBoot(2, map[string]string{"AZP_POOL": "NoSuchPool"}) // the real entrypoint exits 2
 	sc := se.startScaler()
@@ -172,7 +168,6 @@ func TestScaleBootDeathsTripTheBreaker(t *testing.T) {
 // What leaks is cleaned up: a SIGKILLed task's agent (a ghost) is deleted, and a task whose agent
 // never registers is stopped after the boot timeout; the placeholder stays.
 func TestScaleCleansUpGhostsAndNeverRegisteredTasks(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{mode: "persistent", standby: "1", bootTimeout: "5s"})
 	sc := se.startScaler()
 	first := se.waitTasks("a standby task", 30*time.Second, func(ts []ecssim.TaskView) bool { return len(ts) == 1 })[0]
@@ -204,7 +199,6 @@ func TestScaleCleansUpGhostsAndNeverRegisteredTasks(t *testing.T) {
 // Retry-After instead of hammering, counts the throttling, and still serves the job. ECS
 // throttling is retried too.
 func TestScaleHonours429(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	se := newScaleEnv(t, scaleOpts{})
 	window := 3 * time.Second
 	if err := se.sim.RateLimit(sim.RateLimitSpec{Method: "GET", PathRegexp: `/jobrequests$`, N: 1, Window: window}); err != nil {
@@ -241,7 +235,6 @@ func TestScaleHonours429(t *testing.T) {
 // Standby follows its schedule: an entry covering now keeps that many idle agents ready, and a
 // job taken by one of them is replaced.
 func TestScaleStandbySchedule(t *testing.T) {
-	t.Parallel() // mostly waiting: status delays, boot and idle timeouts
 	day := strings.ToLower(time.Now().UTC().Weekday().String()[:3])
 	se := newScaleEnv(t, scaleOpts{standby: day + " 00:00-24:00=2"})
 	se.env["AZP_SCALE_TIMEZONE"] = "UTC"
