@@ -21,7 +21,6 @@ type RateObserver struct {
 
 	mu        sync.Mutex
 	throttled int
-	advice    time.Duration
 	until     time.Time
 }
 

@@ -389,13 +389,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	op := strings.TrimPrefix(target, targetPrefix)
 	if err := verifySigV4(r, body, s.opts.Keys, s.opts.Region, "ecs", time.Now().UTC()); err != nil {
-		code := "SignatureDoesNotMatch"
-		status := http.StatusForbidden
-		if errors.Is(err, errUnrecognizedClient) {
-			code = "UnrecognizedClientException"
-			status = http.StatusBadRequest
+		code, status, msg := "SignatureDoesNotMatch", http.StatusForbidden, err.Error()
+		switch {
+		case errors.Is(err, errUnrecognizedClient):
+			code, status, msg = "UnrecognizedClientException", http.StatusBadRequest, msgUnrecognizedClient
+		case errors.Is(err, errSignatureMismatch):
+			msg = msgSignatureMismatch
 		}
-		writeErr(w, &apiError{status, code, err.Error()})
+		writeErr(w, &apiError{status, code, msg})
 		return
 	}
 	s.mu.Lock()

@@ -200,6 +200,12 @@ func invalidParam(msg string) *apiError {
 }
 
 var (
-	errUnrecognizedClient = errors.New("The security token included in the request is invalid.")
-	errSignatureMismatch  = errors.New("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
+	errUnrecognizedClient = errors.New("unknown access key")
+	errSignatureMismatch  = errors.New("signature mismatch")
+)
+
+// The service's messages for those two (what the SDK shows the caller).
+const (
+	msgUnrecognizedClient = "The security token included in the request is invalid."
+	msgSignatureMismatch  = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
 )
