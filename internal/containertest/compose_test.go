@@ -101,14 +101,17 @@ func killPruneRestart(t *testing.T, s Sim, containers map[string]string) {
 		return nil
 	})
 	// The operator's prune, run in the other agent's container (it has the settings and the
-	// token file): the ghost goes, the online agent stays.
-	out, err := Try("exec", containers["azp-agent-1"], "/usr/local/bin/azp-entrypoint", "prune", "--offline-for", "0s")
-	if err != nil {
-		t.Fatalf("prune: %v\n%s", err, out)
-	}
-	if a, err := s.Agent(pool, name); err != nil || a != nil {
-		t.Fatalf("after prune, %s: %+v %v", name, a, err)
-	}
+	// token file): the ghost goes, the online agent stays. (--offline-for 0 means the default.)
+	Eventually(t, time.Minute, "prune removes "+name, func() error {
+		out, err := Try("exec", containers["azp-agent-1"], "/usr/local/bin/azp-entrypoint", "prune", "--offline-for", "1s")
+		if err != nil {
+			return fmt.Errorf("prune: %w\n%s", err, out)
+		}
+		if a, err := s.Agent(pool, name); err != nil || a != nil {
+			return fmt.Errorf("after prune, %s: %+v %v", name, a, err)
+		}
+		return nil
+	})
 	if a, err := s.Agent(pool, agentName("azp-agent-1")); err != nil || a == nil {
 		t.Fatalf("prune removed the online agent: %v", err)
 	}
