@@ -19,32 +19,6 @@ import (
 // target directory, or of a type an agent package never has. errors.Is works on returned errors.
 var ErrUnsafePackage = errors.New("unsafe agent package")
 
-// owner gives extracted entries to the agent's run-as user while they are created, so that no
-// recursive chown over tens of thousands of files is needed afterwards. Only root can do that; an
-// unprivileged installer owns what it creates anyway.
-type owner struct {
-	uid, gid int
-	on       bool
-}
-
-func newOwner(uid, gid int) owner {
-	return owner{uid: uid, gid: gid, on: os.Geteuid() == 0 && (uid > 0 || gid > 0)}
-}
-
-func (o owner) lchown(p string) error {
-	if !o.on {
-		return nil
-	}
-	return os.Lchown(p, o.uid, o.gid)
-}
-
-func (o owner) fchown(f *os.File) error {
-	if !o.on {
-		return nil
-	}
-	return f.Chown(o.uid, o.gid)
-}
-
 const (
 	kindDir byte = iota + 1
 	kindFile
@@ -66,35 +40,6 @@ type fileJob struct {
 	path string
 	data []byte
 	mode os.FileMode
-}
-
-// budget is a byte semaphore.
-type budget struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	free int
-}
-
-func newBudget(n int) *budget {
-	b := &budget{free: n}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-func (b *budget) take(n int) {
-	b.mu.Lock()
-	for b.free < n {
-		b.cond.Wait()
-	}
-	b.free -= n
-	b.mu.Unlock()
-}
-
-func (b *budget) give(n int) {
-	b.mu.Lock()
-	b.free += n
-	b.mu.Unlock()
-	b.cond.Broadcast()
 }
 
 // extractor writes one tar stream into root, a fresh empty directory that nothing else touches.
