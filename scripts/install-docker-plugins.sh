@@ -22,8 +22,9 @@ version_of() {
   local bin="$plugins/docker-$1"
   [ -x "$bin" ] || return 0
   case "$1" in
-    buildx) "$bin" version 2>/dev/null | awk '{print $2}' ;;
-    compose) "$bin" compose version --short 2>/dev/null | sed 's/^v*/v/' ;;
+    buildx) "$bin" version 2>/dev/null | awk '{print $2}' || true ;;
+    # Run directly (not through the docker CLI), the compose plugin takes no "compose" argument.
+    compose) "$bin" version --short 2>/dev/null | sed 's/^v*/v/' || true ;;
   esac
 }
 
