@@ -8,25 +8,18 @@
 # go test ./internal/deploytest/ evaluates the module instead.
 #
 # Usage: scripts/lint-terraform.sh [--install]
-#   --install  first install the pinned tflint and tfsec into .tools/bin with go install
+#   --install  first install the pinned tflint and tfsec into .tools/bin (scripts/tools.sh)
 set -euo pipefail
-
-TFLINT_VERSION=v0.55.1
-TFSEC_VERSION=v1.28.14
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=scripts/tool-versions.sh source-path=SCRIPTDIR/..
+source scripts/tool-versions.sh
 bin="$root/.tools/bin"
 export PATH="$bin:$PATH"
 
-install_tools() {
-	mkdir -p "$bin"
-	GOBIN="$bin" go install "github.com/terraform-linters/tflint@${TFLINT_VERSION}"
-	GOBIN="$bin" go install "github.com/aquasecurity/tfsec/cmd/tfsec@${TFSEC_VERSION}"
-}
-
 if [[ ${1:-} == --install ]]; then
-	install_tools
+	bash scripts/tools.sh tflint tfsec
 elif [[ $# -gt 0 ]]; then
 	echo "usage: $0 [--install]" >&2
 	exit 2
@@ -34,7 +27,7 @@ fi
 
 require() {
 	if ! command -v "$1" >/dev/null 2>&1; then
-		echo "lint-terraform: $1 not found; run '$0 --install' (go install $2)" >&2
+		echo "lint-terraform: $1 not found; run '$0 --install' or 'make tools' (go install $2)" >&2
 		exit 1
 	fi
 }

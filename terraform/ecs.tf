@@ -1,12 +1,46 @@
 locals {
+  # ---------------------------------------------------------------------------
+  # The agent container's process settings, written out literally so that a
+  # reader (and the repository's tests, which run the image with exactly these
+  # settings) sees what ECS gets. Keep them literal: no expressions in here.
+  #
+  # root (default): azp-entrypoint starts as uid 0 with only the capabilities it
+  # needs to prepare the agent's files and drop the listener and its jobs to the
+  # image's `agent` user (AZP_RUN_AS); everything else is dropped.
+  # non-root: the whole container runs as the `agent` user (1000:1000) with no
+  # capability at all, for organisations whose policy forbids root containers
+  # (for example AWS Control Tower CT.ECS.PR.3). The agent then owns its own
+  # files, so a job can rewrite the agent's registration and binaries.
+  agent_process_modes = {
+    root = {
+      user         = "0"
+      capabilities = { add = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"], drop = ["ALL"] }
+      environment  = { AZP_RUN_AS = "agent" }
+    }
+    non-root = {
+      user         = "1000:1000"
+      capabilities = { add = [], drop = ["ALL"] }
+      environment  = {}
+    }
+  }
+
   # The binary's own health command: the same as the image HEALTHCHECK and compose.
   health_command = ["CMD", "/usr/local/bin/azp-entrypoint", "health"]
+
+  # ECS stopTimeout and AZP_STOP_TIMEOUT are always the same number of seconds:
+  # the entrypoint plans its whole stop inside the time ECS allows.
+  # ---------------------------------------------------------------------------
+
+  agent_process = local.agent_process_modes[var.agent_container_user]
 
   # uid:gid of the image's non-root `agent` user (image/Dockerfile); the EFS access
   # point uses the same ids.
   agent_uid  = 1000
   agent_gid  = 1000
   agent_user = "${local.agent_uid}:${local.agent_gid}"
+
+  fixed  = var.scaling == "fixed"
+  scaler = var.scaling == "scaler"
 
   agent_names = [
     for i in range(var.agents_per_task) :
@@ -52,69 +86,81 @@ locals {
     efs       = [{ sourceVolume = "efs", containerPath = local.efs_path, readOnly = false }]
   }[var.storage_mode]
 
-  environment = merge(
+  # Settings every agent container gets, in both scaling modes.
+  common_environment = merge(
     {
       AZP_URL  = var.azp_url
       AZP_POOL = var.azp_pool
       # The ARN, not the token: the entrypoint fetches the secret with the task role
       # whenever it needs a credential, so a rotated token is picked up without a
       # new task.
-      AZP_SECRET_ID           = aws_secretsmanager_secret.azp.arn
-      AZP_STOP_TIMEOUT        = "${var.stop_timeout}s"
-      AZP_ONCE                = tostring(var.once)
-      AZP_ECS_TASK_PROTECTION = tostring(var.task_protection)
-      AZP_LOG_FORMAT          = "json"
+      AZP_SECRET_ID    = aws_secretsmanager_secret.azp.arn
+      AZP_STOP_TIMEOUT = "${var.stop_timeout}s"
+      AZP_LOG_FORMAT   = "json"
     },
-    var.agent_name_prefix == "" ? {} : { AZP_AGENT_NAME_PREFIX = var.agent_name_prefix },
+    local.agent_process.environment,
     var.agent_version == "" ? {} : { AZP_AGENT_VERSION = var.agent_version },
     local.storage_environment,
+  )
+
+  # scaling = "fixed": a service of long-lived (or --once, restarted) agents.
+  environment = merge(
+    local.common_environment,
+    {
+      AZP_ONCE                = tostring(var.once)
+      AZP_ECS_TASK_PROTECTION = tostring(var.task_protection)
+    },
+    var.agent_name_prefix == "" ? {} : { AZP_AGENT_NAME_PREFIX = var.agent_name_prefix },
     var.extra_environment,
   )
 
-  container_definitions = [
-    for name in local.agent_names : {
-      name      = name
-      image     = local.image
-      essential = true
-      user      = local.agent_user
+  # One agent container; `name` and `environment` are filled in per use.
+  agent_container = {
+    image     = local.image
+    essential = true
+    user      = local.agent_process.user
 
+    # Must equal AZP_STOP_TIMEOUT (above): the entrypoint plans its stop inside it.
+    stopTimeout = var.stop_timeout
+
+    healthCheck = {
+      command     = local.health_command
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = var.health_check_start_period
+    }
+
+    linuxParameters = {
+      # azp-entrypoint is the init: it forwards signals and reaps orphans itself.
+      initProcessEnabled = false
+      capabilities       = local.agent_process.capabilities
+    }
+
+    # The agent writes its own directory (.agent, .credentials, _diag, _work), so
+    # the root file system stays writable (Security Hub ECS.5 waived, see README).
+    readonlyRootFilesystem = false
+
+    mountPoints = local.storage_mount_points
+    volumesFrom = []
+
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.agent.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "agent"
+      }
+    }
+  }
+
+  container_definitions = [
+    for name in local.agent_names : merge(local.agent_container, {
+      name = name
       environment = [
         for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }
       ]
-
-      # Must equal AZP_STOP_TIMEOUT (above): the entrypoint plans its stop inside it.
-      stopTimeout = var.stop_timeout
-
-      healthCheck = {
-        command     = local.health_command
-        interval    = 30
-        timeout     = 5
-        retries     = 3
-        startPeriod = var.health_check_start_period
-      }
-
-      linuxParameters = {
-        # azp-entrypoint is the init: it forwards signals and reaps orphans itself.
-        initProcessEnabled = false
-        capabilities       = { add = [], drop = ["ALL"] }
-      }
-
-      # The agent writes its own directory (.agent, .credentials, _diag, _work), so
-      # the root file system stays writable; it belongs to the non-root user only.
-      readonlyRootFilesystem = false
-
-      mountPoints = local.storage_mount_points
-      volumesFrom = []
-
-      logConfiguration = {
-        logDriver = "awslogs"
-        options = {
-          awslogs-group         = aws_cloudwatch_log_group.agent.name
-          awslogs-region        = var.region
-          awslogs-stream-prefix = "agent"
-        }
-      }
-    }
+    })
   ]
 }
 
@@ -143,7 +189,10 @@ resource "aws_ecs_cluster_capacity_providers" "this" {
   }
 }
 
+# scaling = "fixed" only (scaler mode: scaler.tf).
 resource "aws_ecs_task_definition" "agent" {
+  count = local.fixed ? 1 : 0
+
   family                   = var.name
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
@@ -200,9 +249,11 @@ resource "aws_ecs_task_definition" "agent" {
 }
 
 resource "aws_ecs_service" "agent" {
+  count = local.fixed ? 1 : 0
+
   name             = var.name
   cluster          = aws_ecs_cluster.this.id
-  task_definition  = aws_ecs_task_definition.agent.arn
+  task_definition  = aws_ecs_task_definition.agent[0].arn
   desired_count    = var.desired_count
   platform_version = "LATEST"
 
@@ -263,4 +314,16 @@ resource "aws_ecs_service" "agent" {
     aws_iam_role_policy.task,
     aws_iam_role_policy.execution,
   ]
+}
+
+# The fixed-mode task definition and service were single resources before
+# scaling modes existed; these keep existing stacks from replacing them.
+moved {
+  from = aws_ecs_task_definition.agent
+  to   = aws_ecs_task_definition.agent[0]
+}
+
+moved {
+  from = aws_ecs_service.agent
+  to   = aws_ecs_service.agent[0]
 }

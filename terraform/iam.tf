@@ -211,3 +211,136 @@ resource "aws_iam_role_policy" "infrastructure_kms" {
   role   = aws_iam_role.infrastructure[0].id
   policy = data.aws_iam_policy_document.infrastructure_kms[0].json
 }
+
+# ---------------------------------------------------------------------------
+# Scaler role (scaling = "scaler"), one per profile: what `azp-entrypoint scale`
+# calls, and nothing else. Written against the scaler's ECS calls (RunTask,
+# StopTask, DescribeTasks, ListTasks, DescribeTaskDefinition, DescribeClusters)
+# and its secret; internal/deploytest's TestScalerIAMMatchesCalls holds the two
+# together.
+#
+# Resource "*" only where ECS offers no resource-level permission:
+#   ecs:DescribeTaskDefinition  (no resource type at all)
+#   ecs:ListTasks               (scoped by the ecs:cluster condition instead)
+
+locals {
+  cluster_arn = "arn:${local.partition}:ecs:${var.region}:${local.account_id}:cluster/${var.name}"
+}
+
+resource "aws_iam_role" "scaler" {
+  for_each = local.scaler_profiles
+
+  name_prefix        = "${var.name}-scale-"
+  description        = "azp-entrypoint scale for the ${each.key} profile of ${var.name}: start and stop its agent tasks"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_trust.json
+}
+
+data "aws_iam_policy_document" "scaler" {
+  for_each = local.scaler_profiles
+
+  statement {
+    sid       = "ReadAgentSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.azp.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.secret_kms_key_arn == null ? [] : [var.secret_kms_key_arn]
+    content {
+      sid       = "DecryptAgentSecretThroughSecretsManager"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${var.region}.amazonaws.com"]
+      }
+    }
+  }
+
+  # Every revision of this profile's agent family, in this cluster only.
+  statement {
+    sid       = "RunAgentTasks"
+    actions   = ["ecs:RunTask"]
+    resources = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:task-definition/${each.value.family}:*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [local.cluster_arn]
+    }
+  }
+
+  # RunTask with tags needs TagResource, granted only as part of creating a task.
+  statement {
+    sid       = "TagAgentTasksAtLaunch"
+    actions   = ["ecs:TagResource"]
+    resources = [local.cluster_tasks_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RunTask"]
+    }
+  }
+
+  # The agent task definition's two roles, to ECS tasks only.
+  statement {
+    sid       = "PassAgentRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.task.arn, aws_iam_role.execution.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "WatchAndStopAgentTasks"
+    actions   = ["ecs:DescribeTasks", "ecs:StopTask"]
+    resources = [local.cluster_tasks_arn]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [local.cluster_arn]
+    }
+  }
+
+  #tfsec:ignore:aws-iam-no-policy-wildcards ecs:ListTasks has no task resource to scope to; the ecs:cluster condition limits it to this cluster
+  statement {
+    sid       = "ListClusterTasks"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [local.cluster_arn]
+    }
+  }
+
+  statement {
+    sid       = "DescribeCluster"
+    actions   = ["ecs:DescribeClusters"]
+    resources = [local.cluster_arn]
+  }
+
+  #tfsec:ignore:aws-iam-no-policy-wildcards ecs:DescribeTaskDefinition supports no resource-level permissions
+  statement {
+    sid       = "ReadAgentTaskDefinition"
+    actions   = ["ecs:DescribeTaskDefinition"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "scaler" {
+  for_each = local.scaler_profiles
+
+  name   = "scale-agent-tasks"
+  role   = aws_iam_role.scaler[each.key].id
+  policy = data.aws_iam_policy_document.scaler[each.key].json
+}

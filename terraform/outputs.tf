@@ -19,13 +19,38 @@ output "cluster_arn" {
 }
 
 output "service_name" {
-  description = "ECS service name."
-  value       = aws_ecs_service.agent.name
+  description = "ECS service of the agents (scaling = fixed), else null."
+  value       = local.fixed ? aws_ecs_service.agent[0].name : null
 }
 
 output "task_definition_arn" {
-  description = "Task definition ARN (family:revision), also for standalone run-task."
-  value       = aws_ecs_task_definition.agent.arn
+  description = "Agent task definition ARN (family:revision, scaling = fixed), also for standalone run-task; else null."
+  value       = local.fixed ? aws_ecs_task_definition.agent[0].arn : null
+}
+
+output "profile_task_definition_arns" {
+  description = "scaling = scaler: the agent task definition of each profile (family:revision), by profile key."
+  value       = { for k, td in aws_ecs_task_definition.profile : k => td.arn }
+}
+
+output "scaler_service_names" {
+  description = "scaling = scaler: the scaler's ECS service of each profile, by profile key (aws ecs describe-services --services <name>)."
+  value       = { for k, svc in aws_ecs_service.scaler : k => svc.name }
+}
+
+output "scaler_role_arns" {
+  description = "scaling = scaler: the scaler's task role of each profile, by profile key."
+  value       = { for k, r in aws_iam_role.scaler : k => r.arn }
+}
+
+output "agent_name_prefixes" {
+  description = "scaling = scaler: the agent name prefix of each profile (its agents and its placeholder, <prefix>placeholder, start with it); scaling = fixed: agent_name_prefix."
+  value       = local.scaler ? { for k, p in local.scaler_profiles : k => p.agent_name_prefix } : { fixed = var.agent_name_prefix }
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the agents (and scalers)."
+  value       = aws_cloudwatch_dashboard.agents.dashboard_name
 }
 
 output "log_group_name" {

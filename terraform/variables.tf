@@ -24,6 +24,101 @@ variable "tags" {
 }
 
 # ---------------------------------------------------------------------------
+# Scaling
+
+variable "scaling" {
+  description = "How agent tasks are run. fixed: an ECS service keeps desired_count agent tasks. scaler: no service of agents; per profile, an agent task definition and a one-task scaler service (`azp-entrypoint scale`) that starts agent tasks for the pool's queued jobs."
+  type        = string
+  default     = "fixed"
+
+  validation {
+    condition     = contains(["fixed", "scaler"], var.scaling)
+    error_message = "scaling must be fixed (a service of desired_count agents) or scaler (agent tasks started on demand by azp-entrypoint scale)."
+  }
+}
+
+variable "profiles" {
+  description = <<-EOT
+    scaling = "scaler": one agent task definition and one scaler service per entry (the key names
+    both and goes into the agent names: <agent_name_prefix><key>-<task id>-agent). Unset fields:
+    cpu, memory, cpu_architecture, ephemeral_storage_gib from the task_* variables; capabilities
+    (AZP_SCALE_CAPABILITIES, name => value, "" for a bare name) none; max (AZP_SCALE_MAX) 10;
+    standby (AZP_SCALE_STANDBY, a number or a schedule such as "mon-fri 07:00-19:00=3") "0";
+    timezone (AZP_SCALE_TIMEZONE) "UTC"; agent_mode (AZP_SCALE_AGENT_MODE) "once";
+    capacity_providers (AZP_SCALE_CAPACITY_PROVIDERS) "FARGATE", e.g. "FARGATE_SPOT:3,FARGATE:1" to
+    opt in to Spot; boot_timeout (AZP_SCALE_BOOT_TIMEOUT) "5m"; idle_timeout (AZP_SCALE_IDLE_TIMEOUT) "15m".
+  EOT
+  type = map(object({
+    cpu                   = optional(number)
+    memory                = optional(number)
+    cpu_architecture      = optional(string)
+    ephemeral_storage_gib = optional(number)
+    capabilities          = optional(map(string), {})
+    max                   = optional(number, 10)
+    standby               = optional(string, "0")
+    timezone              = optional(string, "UTC")
+    agent_mode            = optional(string, "once")
+    capacity_providers    = optional(string, "FARGATE")
+    boot_timeout          = optional(string, "5m")
+    idle_timeout          = optional(string, "15m")
+  }))
+  default = { default = {} }
+
+  validation {
+    condition     = length(var.profiles) > 0 && alltrue([for k in keys(var.profiles) : can(regex("^[a-z][a-z0-9-]{0,11}$", k))])
+    error_message = "profiles needs at least one entry, and each key must be 1-12 characters of lower-case letters, digits and '-', starting with a letter (it names the scaler and prefixes its agents)."
+  }
+
+  validation {
+    condition     = alltrue([for k in keys(var.profiles) : length("${var.agent_name_prefix}${k}-") <= 26])
+    error_message = "agent_name_prefix plus a profile key and '-' must be at most 26 characters, so that <prefix><task id>-agent fits the 64-character agent name whole."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.profiles) : contains(["once", "persistent"], p.agent_mode)])
+    error_message = "profiles[*].agent_mode must be once (a task runs one job and leaves) or persistent (agents live across jobs)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.profiles) : p.max >= 1 && floor(p.max) == p.max])
+    error_message = "profiles[*].max must be a whole number of tasks, at least 1."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.profiles) : can(regex("^(FARGATE|FARGATE_SPOT)(:[0-9]+(:[0-9]+)?)?(,(FARGATE|FARGATE_SPOT)(:[0-9]+(:[0-9]+)?)?)*$", p.capacity_providers))])
+    error_message = "profiles[*].capacity_providers must be a strategy such as FARGATE or FARGATE_SPOT:3,FARGATE:1 (name:weight or name:weight:base)."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.profiles) : can(regex("^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$", p.boot_timeout)) && can(regex("^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$", p.idle_timeout))])
+    error_message = "profiles[*].boot_timeout and idle_timeout must be durations such as 5m or 90s."
+  }
+
+  validation {
+    condition     = alltrue([for p in values(var.profiles) : p.cpu_architecture == null || contains(["X86_64", "ARM64"], coalesce(p.cpu_architecture, "X86_64"))])
+    error_message = "profiles[*].cpu_architecture must be X86_64 or ARM64."
+  }
+
+  validation {
+    condition = alltrue(flatten([for p in values(var.profiles) : [
+      for name, value in p.capabilities : can(regex("^[A-Za-z_][A-Za-z0-9_.-]*$", name)) && !strcontains(value, ",") && !startswith(upper(name), "AZP_")
+    ]]))
+    error_message = "profiles[*].capabilities: names are environment variable names (letters, digits, _, ., -), not AZP_* settings, and values hold no comma."
+  }
+}
+
+variable "agent_container_user" {
+  description = "root (default): azp-entrypoint starts as uid 0 with CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID and KILL only, keeps the agent's registration and binaries root-owned, and runs the listener and jobs as the image's `agent` user. non-root: the container runs as 1000:1000 with no capability, for organisations that require non-root containers (e.g. AWS Control Tower CT.ECS.PR.3); jobs can then rewrite the agent's own files (see README)."
+  type        = string
+  default     = "root"
+
+  validation {
+    condition     = contains(["root", "non-root"], var.agent_container_user)
+    error_message = "agent_container_user must be root or non-root."
+  }
+}
+
+# ---------------------------------------------------------------------------
 # Azure DevOps
 
 variable "azp_url" {
@@ -198,6 +293,11 @@ variable "agents_per_task" {
     condition     = var.agents_per_task >= 1 && var.agents_per_task <= 10 && floor(var.agents_per_task) == var.agents_per_task
     error_message = "agents_per_task must be a whole number between 1 and 10."
   }
+
+  validation {
+    condition     = var.scaling == "fixed" || var.agents_per_task == 1
+    error_message = "scaling = \"scaler\" runs one agent per task: set agents_per_task = 1 (the scaler counts tasks as agents)."
+  }
 }
 
 variable "stop_timeout" {
@@ -270,6 +370,11 @@ variable "storage_mode" {
   validation {
     condition     = contains(["ephemeral", "bind", "ebs", "efs"], var.storage_mode)
     error_message = "storage_mode must be one of ephemeral, bind, ebs, efs."
+  }
+
+  validation {
+    condition     = var.scaling == "fixed" || var.storage_mode != "ebs"
+    error_message = "storage_mode = \"ebs\" is not supported with scaling = \"scaler\" (per-task EBS volumes are configured by an ECS service, and the scaler starts standalone tasks): use ephemeral (up to 200 GiB with ephemeral_storage_gib), bind or efs."
   }
 }
 
@@ -403,4 +508,40 @@ variable "log_kms_key_arn" {
   description = "Customer-managed KMS key for the log group; its key policy must allow logs.<region>.amazonaws.com."
   type        = string
   default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Monitoring
+
+variable "alarm_topic_arn" {
+  description = "SNS topic ARN that the alarms notify (alarm and OK). null: alarms only change state, nobody is told."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)."
+  }
+}
+
+variable "pending_job_slo_seconds" {
+  description = "scaling = scaler: alarm when the oldest job the scaler counts as pending has waited longer than this (OldestPendingAge)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.pending_job_slo_seconds >= 60
+    error_message = "pending_job_slo_seconds must be at least 60 (the scaler reports at most once a minute)."
+  }
+}
+
+variable "failed_launches_alarm_threshold" {
+  description = "scaling = scaler: alarm when a pool's scalers count this many failed launches (tasks whose agent never came online) within 15 minutes."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.failed_launches_alarm_threshold >= 1
+    error_message = "failed_launches_alarm_threshold must be at least 1."
+  }
 }

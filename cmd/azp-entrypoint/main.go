@@ -4,6 +4,11 @@
 package main
 
 import (
+	// First: marks the process non-dumpable and scrubs secrets from its environment block before
+	// anything else initialises, for every subcommand (health, check, prune, version, install,
+	// run). See internal/nodump.
+	_ "github.com/azp-entrypoint/azp-entrypoint/internal/nodump"
+
 	"os"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/cli"

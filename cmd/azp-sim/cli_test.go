@@ -1,65 +1,61 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/capture"
 )
 
 // The simulator's command line, as people use it: serve, then drive it with the client commands.
+// Everything runs in-process: the commands write to the app's streams, and serve ends when its
+// context does.
 func TestServeAndClientCommands(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "azp-sim")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	serve := exec.Command(bin, "serve", "--token", "cli-test-token-123", "--pool", "Linux", "--package-version", "4.260.0", "--package-dir", filepath.Join(dir, "pkgs"))
-	stdout, err := serve.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var serveOut, serveErr capture.Buffer
+	stopCtx, stopServe := context.WithCancel(context.Background())
+	srv := &app{out: &serveOut, err: &serveErr, stopContext: func() (context.Context, context.CancelFunc) {
+		return context.WithCancel(stopCtx)
+	}}
+	served := make(chan int, 1)
+	go func() {
+		served <- srv.main([]string{"serve", "--token", "cli-test-token-123", "--pool", "Linux", "--package-version", "4.260.0", "--package-dir", filepath.Join(dir, "pkgs")})
+	}()
 	t.Cleanup(func() {
-		serve.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { serve.Wait(); close(done) }()
+		stopServe()
 		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			serve.Process.Kill()
-			<-done
+		case code := <-served:
+			if code != 0 {
+				t.Errorf("serve exited %d\n%s", code, serveErr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
 		}
 	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
 	var url string
-	select {
-	case url = <-lines:
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve printed no organisation URL")
+	for deadline := time.Now().Add(60 * time.Second); url == ""; time.Sleep(20 * time.Millisecond) {
+		if line, _, ok := strings.Cut(serveOut.String(), "\n"); ok {
+			url = line
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve printed no organisation URL\n%s", serveErr.String())
+		}
 	}
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/sim") {
 		t.Fatalf("first line %q, want the organisation URL", url)
 	}
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(bin, append(args, "--url", url)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("azp-sim %v: %v\n%s", args, err, out)
+		var out, errb bytes.Buffer
+		if code := (&app{out: &out, err: &errb}).main(append(args, "--url", url)); code != 0 {
+			t.Fatalf("azp-sim %v: exit %d\n%s%s", args, code, out.String(), errb.String())
 		}
-		return string(out)
+		return out.String()
 	}
 	if id := strings.TrimSpace(run("jobs", "queue", "--pool", "Linux", "--name", "from-cli", "--duration", "1s")); id != "1" {
 		t.Fatalf("queued request id %q, want 1", id)
@@ -74,5 +70,22 @@ func TestServeAndClientCommands(t *testing.T) {
 	run("log") // exits 0
 	if _, err := os.Stat(filepath.Join(dir, "pkgs", "vsts-agent-linux-x64-4.260.0.tar.gz")); err != nil {
 		t.Fatalf("package not built: %v", err)
+	}
+}
+
+// TestHelp: help for the tool and for a command is a success, printed where it was asked for.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"jobs", "queue", "-h"}, {"build-package", "--help"}} {
+		var out, errb bytes.Buffer
+		if code := (&app{out: &out, err: &errb}).main(args); code != 0 {
+			t.Errorf("azp-sim %v: exit %d, want 0\n%s", args, code, errb.String())
+		}
+		if out.Len()+errb.Len() == 0 {
+			t.Errorf("azp-sim %v printed nothing", args)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := (&app{out: &out, err: &errb}).main([]string{"frobnicate"}); code != 1 || !strings.Contains(errb.String(), "unknown command") {
+		t.Errorf("unknown command: exit %d\n%s", code, errb.String())
 	}
 }

@@ -8,9 +8,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/fakeagent"
 )
@@ -38,9 +43,18 @@ func dispatch(args []string) int {
 	case "Agent.Worker":
 		return fakeagent.WorkerMain(args[1:])
 	}
-	if err := runCLI(args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "azp-sim:", err)
-		return 1
+	a := &app{out: os.Stdout, err: os.Stderr, stopContext: func() (context.Context, context.CancelFunc) {
+		return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	}}
+	return a.main(args[1:])
+}
+
+// main runs a command and returns the exit code: 0, also for -h/--help, else 1.
+func (a *app) main(args []string) int {
+	err := a.run(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	return 0
+	fmt.Fprintln(a.err, "azp-sim:", err)
+	return 1
 }

@@ -1,13 +1,9 @@
 package agentpkg
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,10 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/gzip"
-
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // Package is one downloadable agent package, as the server lists it.
@@ -55,6 +49,12 @@ type Options struct {
 	Logger     *slog.Logger        // nil: discard
 	Progress   io.Writer           // non-nil (a terminal): draw a progress bar there
 
+	// MaxBytes and MaxEntries cap what a package may expand to (total size of its files, number
+	// of entries); 0: 4 GiB and 200,000. Exceeding either is ErrTooLarge, found before the excess
+	// is written.
+	MaxBytes   int64
+	MaxEntries int
+
 	Retries          int           // failures in a row before giving up; 0: 5
 	RetryDelay       time.Duration // first backoff, doubling up to 10 s; 0: 1 s
 	StallTimeout     time.Duration // no data for this long is a dropped connection; 0: 60 s
@@ -77,7 +77,10 @@ func (o *Options) httpClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
-func (o *Options) retries() int              { return orDefault(o.Retries, 5) }
+func (o *Options) retries() int { return orDefault(o.Retries, 5) }
+func (o *Options) limits() limits {
+	return limits{bytes: orDefault(o.MaxBytes, defaultMaxBytes), entries: orDefault(o.MaxEntries, defaultMaxEntries)}
+}
 func (o *Options) retryDelay() time.Duration { return orDefault(o.RetryDelay, time.Second) }
 func (o *Options) stallTimeout() time.Duration {
 	return orDefault(o.StallTimeout, 60*time.Second)
@@ -86,7 +89,7 @@ func (o *Options) progressInterval() time.Duration {
 	return orDefault(o.ProgressInterval, 5*time.Second)
 }
 
-func orDefault[T int | time.Duration](v, d T) T {
+func orDefault[T int | int64 | time.Duration](v, d T) T {
 	if v <= 0 {
 		return d
 	}
@@ -144,22 +147,34 @@ func Ensure(ctx context.Context, o Options, l Lister) (Marker, error) {
 	if err != nil {
 		return Marker{}, err
 	}
-	if m, ok := Installed(o.Dir); ok {
+	m, err := Find(o.Dir)
+	var incomplete *IncompleteError
+	switch {
+	case err == nil:
+		how := "installed"
+		if m.Baked {
+			how = "baked (no " + MarkerFile + "; version from bin/" + DepsFile + ")"
+		}
 		switch {
-		case explicit && m.Platform != platform:
-			log.Info("installed agent package is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform)
+		case explicit && m.Platform != "" && m.Platform != platform:
+			log.Info("agent package in AZP_AGENT_DIR is for another platform, replacing it", "dir", o.Dir, "installed", m.Platform, "platform", platform, "package", how)
 		case o.Version != "" && Compare(m.Current, o.Version) != 0:
-			log.Info("installed agent package is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version)
+			log.Info("agent package in AZP_AGENT_DIR is not the pinned version, replacing it", "dir", o.Dir, "installed", m.Current, "version", o.Version, "package", how)
 		default:
-			if m.Platform != platform {
+			if m.Platform != "" && m.Platform != platform {
 				// Detection can be fooled (gcompat on Alpine, say); whoever baked the image chose.
-				log.Warn("installed agent package is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
+				log.Warn("agent package in AZP_AGENT_DIR is for another platform than detected; using it", "dir", o.Dir, "installed", m.Platform, "detected", platform)
 			}
-			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform)
+			log.Info("agent package already installed", "dir", o.Dir, "version", m.Current, "platform", m.Platform, "package", how)
 			return m, nil
 		}
-	} else if _, err := os.Stat(filepath.Join(o.Dir, "bin", "Agent.Listener")); err == nil {
-		log.Warn("agent directory holds an agent but no package marker, so it may be incomplete; installing a package over it (bake images with `azp-entrypoint install`)", "dir", o.Dir)
+	case errors.As(err, &incomplete):
+		log.Warn("AZP_AGENT_DIR holds an incomplete agent package; installing a complete one over it", "dir", o.Dir, "missing", strings.Join(incomplete.Missing, ", "))
+		if l == nil {
+			return Marker{}, exit.Config(err)
+		}
+	case !errors.Is(err, ErrNoAgent):
+		return Marker{}, exit.Config(fmt.Errorf("AZP_AGENT_DIR %s: %w", o.Dir, err))
 	}
 	if l == nil {
 		return Marker{}, exit.Runtime(fmt.Errorf("no agent package in %s and no server to list packages from", o.Dir))
@@ -171,49 +186,67 @@ func Ensure(ctx context.Context, o Options, l Lister) (Marker, error) {
 	return o.deliver(ctx, pkg, notFound)
 }
 
-// choose picks the package to install. notFound turns a 404 from its URL into the right error:
-// a pinned version that only the public location could have is a configuration error.
+// choose picks the package to install. notFound turns a 404 from its URL into the right error.
+// A pinned version is asked for by itself when the lister can (PackageGetter, the self-updater's
+// route) and must come with its hash; a version the server does not publish is a configuration
+// error: there is no unverified fallback.
 func choose(ctx context.Context, log *slog.Logger, l Lister, platform, pin string) (Package, func(error) error, error) {
-	top := 1
-	if pin != "" {
-		top = 0
-	}
-	list, err := l.Packages(ctx, platform, top)
-	if err != nil {
-		return Package{}, nil, markRuntime(fmt.Errorf("list agent packages for %s: %w", platform, err))
-	}
-	var best *Package
-	for i := range list {
-		p := &list[i]
-		if p.Platform != "" && p.Platform != platform || !validVersion(p.Version) {
-			continue
-		}
-		if pin != "" && Compare(p.Version, pin) != 0 {
-			continue
-		}
-		// $top=1 is a request, not a promise: pick the highest ourselves.
-		if best == nil || Compare(p.Version, best.Version) > 0 {
-			best = p
-		}
-	}
 	notFound := func(err error) error { return exit.Runtime(err) }
 	var pkg Package
-	switch {
-	case best != nil:
-		pkg = *best
-	case pin == "":
-		return Package{}, nil, exit.Runtime(fmt.Errorf("the server lists no agent package for platform %s (set AZP_AGENT_VERSION to download one from %s)", platform, PublicURL("VERSION", platform)))
-	default:
-		pkg = Package{Version: pin}
-		url := PublicURL(pin, platform)
-		log.Warn("pinned agent version is not listed by the server; trying Microsoft's public download location without a hash to verify", "version", pin, "platform", platform, "url", RedactURL(url))
-		notFound = func(err error) error {
-			return exit.Config(fmt.Errorf("%w: the pinned version is not listed by the server either (check AZP_AGENT_VERSION)", err))
+	if g, ok := l.(PackageGetter); ok && pin != "" {
+		p, err := g.Package(ctx, platform, pin)
+		switch {
+		case errors.Is(err, ErrNotPublished):
+			return Package{}, nil, exit.Config(fmt.Errorf("AZP_AGENT_VERSION = %q: the server publishes no agent package of that version for %s (%w); pick a published version or leave AZP_AGENT_VERSION empty for the newest", pin, platform, err))
+		case err != nil:
+			return Package{}, nil, markRuntime(fmt.Errorf("look up agent package %s for %s: %w", pin, platform, err))
+		case p.Version != "" && Compare(p.Version, pin) != 0:
+			return Package{}, nil, exit.Runtime(fmt.Errorf("asked the server for agent package %s (%s) and got %s", pin, platform, p.Version))
 		}
+		pkg = p
+		pkg.Version = pin
+	} else {
+		top := 1
+		if pin != "" {
+			top = 0
+		}
+		list, err := l.Packages(ctx, platform, top)
+		if err != nil {
+			return Package{}, nil, markRuntime(fmt.Errorf("list agent packages for %s: %w", platform, err))
+		}
+		var best *Package
+		for i := range list {
+			p := &list[i]
+			if p.Platform != "" && p.Platform != platform || !validVersion(p.Version) {
+				continue
+			}
+			if pin != "" && Compare(p.Version, pin) != 0 {
+				continue
+			}
+			// $top=1 is a request, not a promise: pick the highest ourselves.
+			if best == nil || Compare(p.Version, best.Version) > 0 {
+				best = p
+			}
+		}
+		switch {
+		case best != nil:
+			pkg = *best
+		case pin == "":
+			return Package{}, nil, exit.Runtime(fmt.Errorf("the server lists no agent package for platform %s (bake one into AZP_AGENT_DIR, or check AZP_AGENT_PLATFORM)", platform))
+		default:
+			return Package{}, nil, exit.Config(fmt.Errorf("AZP_AGENT_VERSION = %q: the server lists no agent package of that version for %s; pick a listed version or leave AZP_AGENT_VERSION empty for the newest", pin, platform))
+		}
+	}
+	if pin != "" && normHash(pkg.SHA256) == "" {
+		return Package{}, nil, exit.Runtime(fmt.Errorf("the server gave agent package %s (%s) without a hashValue; refusing to install a pinned package that cannot be verified", pin, platform))
 	}
 	pkg.Platform = platform
 	if pkg.URL == "" {
 		pkg.URL = PublicURL(pkg.Version, platform)
+	}
+	if u, ok := currentCDN(pkg.URL); ok {
+		log.Info("agent package URL names the retired CDN; using its successor", "from", redact.URL(pkg.URL), "to", redact.URL(u))
+		pkg.URL = u
 	}
 	return pkg, notFound, nil
 }
@@ -245,7 +278,7 @@ func Install(ctx context.Context, o Options, url, sha256 string) (Marker, error)
 		url = PublicURL(o.Version, platform)
 	}
 	if want == "" {
-		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", RedactURL(url))
+		log.Warn("no --sha256 given: the package's integrity is not verified", "version", o.Version, "url", redact.URL(url))
 	}
 	pkg := Package{Version: o.Version, Platform: platform, URL: url, SHA256: want}
 	return o.deliver(ctx, pkg, func(err error) error {
@@ -263,7 +296,7 @@ func (o *Options) deliver(ctx context.Context, pkg Package, notFound func(error)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return Marker{}, exit.Runtime(fmt.Errorf("install agent package %s: %w", pkg.Version, err))
 		}
-		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, RedactURL(pkg.URL), err)
+		err = fmt.Errorf("agent package %s (%s) from %s: %w", pkg.Version, pkg.Platform, redact.URL(pkg.URL), err)
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w (free space where AZP_AGENT_DIR %s or AZP_AGENT_CACHE is)", err, o.Dir)
 		}
@@ -343,108 +376,6 @@ func prepareDir(dir string, own owner) error {
 	return nil
 }
 
-// download streams pkg.URL through the verifier and extractor in one pass; tee, when set, gets a
-// copy of the raw bytes (the cache). teeErr reports a failed copy without failing the install.
-func (o *Options) download(ctx context.Context, pkg Package, newRoot string, own owner, tee *os.File) (sum string, teeErr error, err error) {
-	if err := os.Mkdir(newRoot, 0o755); err != nil {
-		return "", nil, dirError(filepath.Dir(newRoot), err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	f := newFetcher(ctx, o, pkg.URL)
-	defer f.Close()
-	o.logger().Info("downloading agent package", "version", pkg.Version, "platform", pkg.Platform, "url", f.shown)
-	prog := startProgress(o.logger(), o.Progress, o.progressInterval(), pkg.Version, f.shown, f.offset.Load, f.size.Load)
-	var w io.Writer
-	if tee != nil {
-		w = writerFunc(func(b []byte) (int, error) {
-			if teeErr == nil {
-				if _, err := tee.Write(b); err != nil {
-					teeErr = fmt.Errorf("write cache file %s: %w", tee.Name(), err)
-				}
-			}
-			return len(b), nil
-		})
-	}
-	h, err := extractStream(ctx, cancel, f, newRoot, own, w)
-	prog.end()
-	sum = hex.EncodeToString(h.Sum(nil))
-	if err != nil {
-		return sum, teeErr, err
-	}
-	if want := normHash(pkg.SHA256); want != "" && want != sum {
-		return sum, teeErr, fmt.Errorf("%w: the download's SHA-256 is %s but the expected hash is %s; the package is corrupt or was tampered with", ErrHashMismatch, sum, want)
-	}
-	o.logger().Info("agent package downloaded and verified", "version", pkg.Version, "bytes", f.offset.Load(), "sha256", sum, "verified", pkg.SHA256 != "")
-	return sum, teeErr, nil
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
-
-// The stages hand each other chunks of pipeChunk bytes, at most pipeDepth queued per stage: enough
-// to absorb their jitter. (It was 16 chunks of 256 KiB, 9 MiB in the two pipes, for no measurable
-// speed; the entrypoint's peak RSS during a cold install is bench figure 6.)
-const (
-	pipeChunk = 64 << 10
-	pipeDepth = 4
-)
-
-// extractStream runs src through three overlapping stages: read+hash(+tee), gunzip, untar+write.
-// The returned hash covers exactly the bytes read from src (read no further than that when
-// extraction fails); it is valid once extractStream returns.
-func extractStream(ctx context.Context, cancel func(), src io.Reader, root string, own owner, tee io.Writer) (hash.Hash, error) {
-	h := sha256.New()
-	raw := newChunkPipe(src, pipeChunk, pipeDepth, func(b []byte) error {
-		h.Write(b)
-		if tee != nil {
-			tee.Write(b)
-		}
-		return nil
-	})
-	var dec *chunkPipe
-	defer func() {
-		cancel() // unblocks a producer waiting in the network
-		if dec != nil {
-			dec.Close()
-		}
-		raw.Close()
-	}()
-	zr, err := gzip.NewReader(raw)
-	if err != nil {
-		return h, readError(err)
-	}
-	dec = newChunkPipe(zr, pipeChunk, pipeDepth, nil)
-	if err := newExtractor(root, own).extract(ctx, dec); err != nil {
-		return h, err
-	}
-	// The rest of the stream (tar padding, gzip trailer with its CRC) must be read too: the
-	// hash covers every byte and the CRC check happens at the end.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
-		return h, readError(err)
-	}
-	if _, err := io.Copy(io.Discard, raw); err != nil {
-		return h, readError(err)
-	}
-	return h, nil
-}
-
-// readError says whether reading failed because of the transfer or because of the content.
-func readError(err error) error {
-	var de *downloadError
-	var se *HTTPStatusError
-	var ce flate.CorruptInputError
-	switch {
-	case errors.As(err, &de) || errors.As(err, &se) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("read package: %w", err)
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) ||
-		errors.As(err, &ce) || errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrInsecurePath):
-		return fmt.Errorf("the archive is truncated or corrupt: %w", err)
-	}
-	return fmt.Errorf("read package: %w", err)
-}
-
 // commit moves the extracted entries into dir. The old marker goes first, so that a crash in
 // between leaves no marker (an incomplete package is never taken for a complete one); entries of
 // an older package are moved aside into tmp (removed by the caller); the new marker comes last.
@@ -483,135 +414,4 @@ func commit(dir, tmp, newRoot string, m Marker, own owner) error {
 		return dirError(dir, err)
 	}
 	return writeMarker(dir, m, own)
-}
-
-// viaCache installs from the shared cache, filling it first if needed. Containers that start
-// together serialise on the cache lock, so one downloads and the others extract its copy.
-func (o *Options) viaCache(ctx context.Context, pkg Package, newRoot string, own owner) (string, error) {
-	log := o.logger()
-	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("agent package cache %s (AZP_AGENT_CACHE): %w", o.CacheDir, err)
-	}
-	file := filepath.Join(o.CacheDir, "vsts-agent-"+pkg.Platform+"-"+pkg.Version+".tar.gz")
-	var bad os.FileInfo
-	try := func() (string, bool, error) {
-		fi, err := os.Stat(file)
-		if err != nil || bad != nil && os.SameFile(fi, bad) {
-			return "", false, nil
-		}
-		sum, hit, err := o.fromCache(ctx, pkg, file, newRoot, own)
-		if errors.Is(err, errCacheCorrupt) {
-			bad = fi
-			os.RemoveAll(newRoot)
-			return "", false, nil
-		}
-		return sum, hit, err
-	}
-	if sum, hit, err := try(); hit || err != nil {
-		return sum, err
-	}
-	unlock, err := lockFile(ctx, filepath.Join(o.CacheDir, ".lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	// Another container may have published it while we waited for the lock.
-	if sum, hit, err := try(); hit || err != nil {
-		return sum, err
-	}
-	f, err := os.CreateTemp(o.CacheDir, ".tmp-"+filepath.Base(file)+"-")
-	if err != nil {
-		return "", fmt.Errorf("agent package cache %s (AZP_AGENT_CACHE): %w", o.CacheDir, err)
-	}
-	defer os.Remove(f.Name()) // no-op once published
-	defer f.Close()
-	sum, teeErr, err := o.download(ctx, pkg, newRoot, own, f)
-	if err != nil {
-		return "", err
-	}
-	if teeErr == nil {
-		teeErr = publish(f, file, sum)
-	}
-	if teeErr != nil {
-		log.Warn("could not store the agent package in the cache; installed it anyway", "cache", o.CacheDir, "error", teeErr.Error())
-	} else {
-		log.Info("agent package stored in the cache", "file", file)
-	}
-	return sum, nil
-}
-
-// publish makes the cache copy visible atomically: the hash file first, then the package by
-// rename, so a reader never sees a partial package and always finds the hash that goes with it.
-func publish(f *os.File, file, sum string) error {
-	err := f.Chmod(0o644)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = writeAtomic(file+".sha256", []byte(sum+"\n"))
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), file)
-	}
-	return err
-}
-
-func writeAtomic(name string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	return err
-}
-
-// fromCache extracts the cached file, checking its hash against the server's (or, without one,
-// the hash recorded at publication). hit is false when there is no entry. A mismatch, or a broken
-// archive that cannot be vouched for, is errCacheCorrupt.
-func (o *Options) fromCache(ctx context.Context, pkg Package, file, newRoot string, own owner) (sum string, hit bool, err error) {
-	log := o.logger()
-	f, err := os.Open(file)
-	if err != nil {
-		return "", false, nil
-	}
-	defer f.Close()
-	want := normHash(pkg.SHA256)
-	if want == "" {
-		if b, err := os.ReadFile(file + ".sha256"); err == nil {
-			want = normHash(string(b))
-		}
-	}
-	if err := os.Mkdir(newRoot, 0o755); err != nil {
-		return "", true, dirError(filepath.Dir(newRoot), err)
-	}
-	h, xerr := extractStream(ctx, func() {}, f, newRoot, own, nil)
-	if ctx.Err() != nil {
-		return "", true, ctx.Err()
-	}
-	if xerr != nil {
-		io.Copy(h, f) // hash the rest to tell a corrupt copy from a bad package
-	}
-	sum = hex.EncodeToString(h.Sum(nil))
-	if want != "" && sum != want || want == "" && xerr != nil {
-		log.Warn("cached agent package is corrupt; replacing it", "file", file, "sha256", sum, "expected", want)
-		return "", true, errCacheCorrupt
-	}
-	if xerr != nil {
-		return "", true, xerr
-	}
-	log.Info("agent package taken from the cache", "file", file, "version", pkg.Version, "sha256", sum)
-	return sum, true, nil
 }

@@ -14,61 +14,17 @@ import (
 	"time"
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // HTTPStatusError is a download answered with a status that retrying will not change.
 type HTTPStatusError struct {
-	URL    string // as RedactURL shows it
+	URL    string // as redact.URL shows it
 	Status int
 }
 
 func (e *HTTPStatusError) Error() string {
-	return fmt.Sprintf("GET %s: %d %s", RedactURL(e.URL), e.Status, http.StatusText(e.Status))
-}
-
-// RedactURL is the form of a download URL fit for logs and error text: no user-info, and the
-// query (where SAS signatures and tokens travel) shown as "?…"; the fragment is dropped. Text that
-// does not parse as a URL loses everything up to the last "@" after the scheme and everything from
-// the first "?" or "#" after that. url.URL.Redacted hides only the password.
-func RedactURL(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
-		query := u.RawQuery != "" || u.ForceQuery
-		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-		out := u.String()
-		if query {
-			out += "?…"
-		}
-		return out
-	}
-	prefix, rest := "", raw
-	if i := strings.Index(raw, "://"); i > 0 && validScheme(raw[:i]) {
-		prefix, rest = raw[:i+3], raw[i+3:]
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		prefix, rest = prefix+"***@", rest[at+1:]
-	}
-	if i := strings.IndexAny(rest, "?#"); i >= 0 {
-		if rest[i] == '?' {
-			return prefix + rest[:i] + "?…"
-		}
-		rest = rest[:i]
-	}
-	return prefix + rest
-}
-
-// validScheme reports whether s is a URL scheme (RFC 3986: a letter, then letters, digits, "+",
-// "-" or "."), so that a "://" inside a password does not count as the end of one.
-func validScheme(s string) bool {
-	for i, c := range s {
-		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
-		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return s != ""
+	return fmt.Sprintf("GET %s: %d %s", redact.URL(e.URL), e.Status, http.StatusText(e.Status))
 }
 
 // fetcher is an io.Reader over one URL that survives dropped connections: after a failure it asks
@@ -78,29 +34,29 @@ type fetcher struct {
 	ctx       context.Context
 	client    *http.Client
 	url       string
-	shown     string // url as logs and errors show it (RedactURL)
+	shown     string // url as logs and errors show it (redact.URL)
 	authorize func(*http.Request)
 	log       *slog.Logger
 	retries   int           // failures in a row without progress before giving up
 	delay     time.Duration // first backoff; doubles, at most 10 s
 	stall     time.Duration // no byte for this long counts as a dropped connection
 
-	offset   atomic.Int64
-	size     atomic.Int64 // -1 while unknown; read by the progress reporter
-	validtor string
-	body     io.ReadCloser
-	cancel   context.CancelFunc
-	watchdog *time.Timer
-	failures int
-	progress bool // bytes arrived since the last failure
-	resumes  int
+	offset    atomic.Int64
+	size      atomic.Int64 // -1 while unknown; read by the progress reporter
+	validator string
+	body      io.ReadCloser
+	cancel    context.CancelFunc
+	watchdog  *time.Timer
+	failures  int
+	progress  bool // bytes arrived since the last failure
+	resumes   int
 }
 
 const maxResumes = 100 // a server that drops every few kilobytes is not a server to wait for
 
 func newFetcher(ctx context.Context, o *Options, url string) *fetcher {
 	f := &fetcher{
-		ctx: ctx, client: o.httpClient(), url: url, shown: RedactURL(url), authorize: o.Authorize, log: o.logger(),
+		ctx: ctx, client: o.httpClient(), url: url, shown: redact.URL(url), authorize: o.Authorize, log: o.logger(),
 		retries: o.retries(), delay: o.retryDelay(), stall: o.stallTimeout(),
 	}
 	f.size.Store(-1)
@@ -210,8 +166,8 @@ func (f *fetcher) try() error {
 	req.Header.Set("Accept-Encoding", "identity")
 	if off > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-")
-		if f.validtor != "" {
-			req.Header.Set("If-Range", f.validtor)
+		if f.validator != "" {
+			req.Header.Set("If-Range", f.validator)
 		}
 	}
 	if f.authorize != nil {
@@ -226,7 +182,7 @@ func (f *fetcher) try() error {
 		// A *url.Error names the URL (of the last redirect) with only the password hidden.
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			ue.URL = RedactURL(ue.URL)
+			ue.URL = redact.URL(ue.URL)
 		}
 		return err
 	}
@@ -240,9 +196,9 @@ func (f *fetcher) try() error {
 	case resp.StatusCode == http.StatusOK && off == 0:
 		f.size.Store(resp.ContentLength)
 		if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
-			f.validtor = et
+			f.validator = et
 		} else {
-			f.validtor = resp.Header.Get("Last-Modified")
+			f.validator = resp.Header.Get("Last-Modified")
 		}
 	case resp.StatusCode == http.StatusPartialContent && off > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
@@ -254,7 +210,7 @@ func (f *fetcher) try() error {
 		}
 		f.log.Info("resuming agent package download", "url", f.shown, "offset", off)
 	case resp.StatusCode == http.StatusOK && off > 0:
-		if f.validtor != "" {
+		if f.validator != "" {
 			return fail(fmt.Errorf("GET %s: %w", f.shown, errChanged))
 		}
 		// No validator and no range support: skip what we already have.

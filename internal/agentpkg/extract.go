@@ -103,6 +103,9 @@ func (b *budget) give(n int) {
 type extractor struct {
 	root  string
 	own   owner
+	lim   limits
+	count int               // entries so far
+	size  int64             // bytes of regular files so far
 	kinds map[string]byte   // root-relative clean path -> kind
 	links map[string]string // symlink path -> target
 	top   []string          // top-level names, in order of appearance
@@ -122,8 +125,39 @@ type dirMode struct {
 	mode os.FileMode
 }
 
-func newExtractor(root string, own owner) *extractor {
-	return &extractor{root: root, own: own, kinds: map[string]byte{}, links: map[string]string{}}
+func newExtractor(root string, own owner, lim limits) *extractor {
+	return &extractor{root: root, own: own, lim: lim, kinds: map[string]byte{}, links: map[string]string{}}
+}
+
+// ErrTooLarge marks a package that expands beyond the installer's limits (a gzip bomb, or not an
+// agent package): nothing of it is kept.
+var ErrTooLarge = errors.New("agent package too large")
+
+// limits cap what one package may expand to. A real agent package (4.x, linux-x64) expands to
+// about 500 MB in about 10,000 entries; the defaults leave room for growth.
+type limits struct {
+	bytes   int64 // total size of the regular files
+	entries int   // tar entries of any kind
+}
+
+const (
+	defaultMaxBytes   = 4 << 30
+	defaultMaxEntries = 200_000
+)
+
+// check counts one entry of size bytes (regular files) before anything of it is written.
+func (x *extractor) check(hdr *tar.Header) error {
+	x.count++
+	if x.lim.entries > 0 && x.count > x.lim.entries {
+		return fmt.Errorf("%w: more than %d entries (at %q); a real agent package has far fewer, so this is a broken or hostile package (a decompression bomb?)", ErrTooLarge, x.lim.entries, hdr.Name)
+	}
+	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == '\x00' {
+		x.size += hdr.Size
+		if x.lim.bytes > 0 && (hdr.Size < 0 || x.size > x.lim.bytes) {
+			return fmt.Errorf("%w: its files expand to more than %d bytes (at %q, %d bytes); a real agent package is far smaller, so this is a broken or hostile package (a decompression bomb?)", ErrTooLarge, x.lim.bytes, hdr.Name, hdr.Size)
+		}
+	}
+	return nil
 }
 
 // extract reads the whole tar stream r into x.root. On error the caller removes x.root.
@@ -176,6 +210,9 @@ func (x *extractor) extract(ctx context.Context, r io.Reader) (err error) {
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
+	}
+	if err := x.check(hdr); err != nil {
+		return err
 	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {

@@ -54,6 +54,7 @@ func agentEntries(version string) []entry {
 		dir("./"),
 		dir("./bin/"),
 		file("./bin/Agent.Listener", "#!/bin/sh\necho listener "+version+"\n", 0o755),
+		file("./bin/Agent.Listener.deps.json", depsJSON(version, "linux-x64"), 0o644),
 		file("./bin/Agent.Worker", "#!/bin/sh\necho worker\n", 0o755),
 		file("./bin/en-US/strings.json", `{"x":"y"}`, 0o644),
 		file("./bin/libcoreclr.so", string(big), 0o644),
@@ -71,6 +72,18 @@ func agentEntries(version string) []entry {
 		{name: "./externals/private/", typ: tar.TypeDir, mode: 0o700},
 		file("./externals/private/secret.txt", "x", 0o600),
 	}
+}
+
+// depsJSON is the part of a published bin/Agent.Listener.deps.json that names the version and
+// runtime identifier (src/dir.proj publishes with Version=$(AgentVersion)).
+func depsJSON(version, rid string) string {
+	return `{
+  "runtimeTarget": {"name": ".NETCoreApp,Version=v8.0/` + rid + `", "signature": ""},
+  "compilationOptions": {},
+  "targets": {".NETCoreApp,Version=v8.0": {}, ".NETCoreApp,Version=v8.0/` + rid + `": {"Agent.Listener/` + version + `": {"runtime": {"Agent.Listener.dll": {}}}}},
+  "libraries": {"Agent.Listener/` + version + `": {"type": "project", "serviceable": false, "sha512": ""}}
+}
+`
 }
 
 func buildTarGz(t testing.TB, entries []entry) []byte {

@@ -22,6 +22,9 @@ type Marker struct {
 	// Current is the version the agent runs now: the marker's version, or, after the agent's
 	// self-update replaced bin by a symlink bin -> bin.<version>, that version. Not stored.
 	Current string `json:"-"`
+	// Baked: no marker, the tree was put there by other means (for example `tar -xz` in a
+	// Dockerfile) and recognised by its own files (ReadTree). Not stored.
+	Baked bool `json:"-"`
 }
 
 // Installed reads the marker in dir. It is the cheap "already installed" check: one small file

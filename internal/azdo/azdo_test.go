@@ -30,12 +30,7 @@ func startSim(t *testing.T, o sim.Options) *sim.Server {
 	if o.Tokens == nil {
 		o.Tokens = map[string]string{managePAT: sim.ScopeManage, readPAT: sim.ScopeRead}
 	}
-	s := sim.New(o)
-	if _, err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return sim.StartForTest(t, o)
 }
 
 func pat(p string) func(context.Context) (string, error) {

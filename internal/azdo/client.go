@@ -4,7 +4,8 @@
 // Every call is bounded by the caller's context and retried with backoff on 5xx, on 429 (honouring
 // Retry-After) and on refused or dropped connections (for at most Options.UnreachableFor). Server
 // answers become errors a user can act on, marked with the contract's exit kinds (internal/exit).
-// The package never registers an agent (configuration is the agent's own job) and never logs a
+// Registration (add or replace an agent with its public key, register.go) follows the real agent's
+// ConfigurationManager, so no `configure` child process ever holds the credential. It never logs a
 // credential: the Authorization header is set per request from Options.Auth and never stored.
 package azdo
 
@@ -53,6 +54,7 @@ type Options struct {
 type Client struct {
 	url    string
 	host   string
+	base   *http.Client // without the credential: for the agent's own OAuth token service
 	o      Options
 	logger *slog.Logger
 	http   *http.Client
@@ -109,6 +111,7 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	c := &Client{
 		url:    strings.TrimRight(raw, "/"),
 		host:   u.Host,
+		base:   base,
 		o:      o,
 		logger: o.Logger,
 		http: &http.Client{
@@ -213,151 +216,6 @@ func (c *Client) Pool(ctx context.Context, name string) (Pool, error) {
 	return Pool{}, exit.Config(fmt.Errorf("AZP_POOL = %q: no such agent pool at %s (check the name under Organization settings > Agent pools; the credential must also be allowed to see the pool)", name, c.url))
 }
 
-// JobRequest is a job request of a pool.
-type JobRequest struct {
-	ID                                             uint64
-	AgentID                                        int
-	JobID, JobName, Result                         string
-	QueueTime, AssignTime, ReceiveTime, FinishTime time.Time
-}
-
-// Agent is an agent of a pool.
-type Agent struct {
-	ID                         int
-	Name, Status, Version      string
-	Enabled                    bool
-	StatusChangedOn, CreatedOn time.Time
-	AssignedRequest            *JobRequest // with includeAssignedRequest; nil when idle
-}
-
-// Online reports whether the server sees the agent as connected.
-func (a Agent) Online() bool { return strings.EqualFold(a.Status, "online") }
-
-func str(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
-func tm(t *azuredevops.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return t.Time
-}
-
-func convRequest(r *taskagent.TaskAgentJobRequest) *JobRequest {
-	if r == nil {
-		return nil
-	}
-	j := &JobRequest{JobName: str(r.JobName), QueueTime: tm(r.QueueTime), AssignTime: tm(r.AssignTime),
-		ReceiveTime: tm(r.ReceiveTime), FinishTime: tm(r.FinishTime)}
-	if r.RequestId != nil {
-		j.ID = *r.RequestId
-	}
-	if r.JobId != nil {
-		j.JobID = r.JobId.String()
-	}
-	if r.Result != nil {
-		j.Result = string(*r.Result)
-	}
-	if r.ReservedAgent != nil && r.ReservedAgent.Id != nil {
-		j.AgentID = *r.ReservedAgent.Id
-	}
-	return j
-}
-
-func convAgent(a taskagent.TaskAgent) Agent {
-	out := Agent{Name: str(a.Name), Version: str(a.Version), StatusChangedOn: tm(a.StatusChangedOn),
-		CreatedOn: tm(a.CreatedOn), AssignedRequest: convRequest(a.AssignedRequest)}
-	if a.Id != nil {
-		out.ID = *a.Id
-	}
-	if a.Status != nil {
-		out.Status = string(*a.Status)
-	}
-	if a.Enabled != nil {
-		out.Enabled = *a.Enabled
-	}
-	return out
-}
-
-// Agent finds an agent by name, with its assigned request; nil, nil when the pool has none.
-func (c *Client) Agent(ctx context.Context, poolID int, name string) (*Agent, error) {
-	ta, err := c.taskagent(ctx)
-	if err != nil {
-		return nil, c.explain(err, "look up agent "+strconv.Quote(name))
-	}
-	yes := true
-	list, err := ta.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, AgentName: &name, IncludeAssignedRequest: &yes})
-	if err != nil {
-		return nil, c.explain(err, "look up agent "+strconv.Quote(name))
-	}
-	if list != nil {
-		for _, a := range *list {
-			if a.Name != nil && strings.EqualFold(*a.Name, name) {
-				ag := convAgent(a)
-				return &ag, nil
-			}
-		}
-	}
-	return nil, nil
-}
-
-// Agents lists every agent of the pool with status, statusChangedOn and assigned request.
-func (c *Client) Agents(ctx context.Context, poolID int) ([]Agent, error) {
-	ta, err := c.taskagent(ctx)
-	if err != nil {
-		return nil, c.explain(err, "list the pool's agents")
-	}
-	yes := true
-	list, err := ta.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, IncludeAssignedRequest: &yes})
-	if err != nil {
-		return nil, c.explain(err, "list the pool's agents")
-	}
-	var out []Agent
-	if list != nil {
-		out = make([]Agent, 0, len(*list))
-		for _, a := range *list {
-			out = append(out, convAgent(a))
-		}
-	}
-	return out, nil
-}
-
-// SetEnabled enables or disables an agent (a disabled agent is assigned no new job).
-func (c *Client) SetEnabled(ctx context.Context, poolID, agentID int, enabled bool) error {
-	ta, err := c.taskagent(ctx)
-	if err == nil {
-		_, err = ta.UpdateAgent(ctx, taskagent.UpdateAgentArgs{PoolId: &poolID, AgentId: &agentID,
-			Agent: &taskagent.TaskAgent{Id: &agentID, Enabled: &enabled}})
-	}
-	if err != nil {
-		what := "disable"
-		if enabled {
-			what = "enable"
-		}
-		return c.explain(err, fmt.Sprintf("%s agent %d", what, agentID))
-	}
-	return nil
-}
-
-// DeleteAgent removes an agent from the pool. An agent the server no longer knows counts as
-// removed (a retried DELETE whose first answer was lost lands here). An agent still holding a job
-// gives an error wrapping ErrAgentInUse.
-func (c *Client) DeleteAgent(ctx context.Context, poolID, agentID int) error {
-	err := c.send(ctx, http.MethodDelete, locAgents, map[string]string{"poolId": strconv.Itoa(poolID), "agentId": strconv.Itoa(agentID)}, nil, nil)
-	if err != nil {
-		var ae *Error
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			return nil
-		}
-		return c.explain(err, fmt.Sprintf("delete agent %d", agentID))
-	}
-	return nil
-}
-
 // send issues a request whose answer body is not needed, closing it.
 func (c *Client) send(ctx context.Context, method string, loc uuid.UUID, route map[string]string, q url.Values, out any) error {
 	sdk, err := c.area(ctx)
@@ -373,74 +231,6 @@ func (c *Client) send(ctx context.Context, method string, loc uuid.UUID, route m
 	}
 	resp.Body.Close()
 	return nil
-}
-
-// Package is an agent package the server offers.
-type Package struct {
-	Version, Platform, URL, SHA256, Filename string
-}
-
-// Packages lists the agent packages for a platform (e.g. linux-x64), newest first.
-func (c *Client) Packages(ctx context.Context, platform string, top int) ([]Package, error) {
-	q := url.Values{}
-	if top > 0 {
-		q.Set("$top", strconv.Itoa(top))
-	}
-	var list []taskagent.PackageMetadata
-	err := c.send(ctx, http.MethodGet, locPackages, map[string]string{"packageType": "agent", "platform": platform}, q, &list)
-	if err != nil {
-		return nil, c.explain(err, "list agent packages for "+platform)
-	}
-	out := make([]Package, 0, len(list))
-	for _, p := range list {
-		pk := Package{Platform: str(p.Platform), URL: str(p.DownloadUrl), SHA256: strings.ToLower(str(p.HashValue)), Filename: str(p.Filename)}
-		if v := p.Version; v != nil && v.Major != nil && v.Minor != nil && v.Patch != nil {
-			pk.Version = fmt.Sprintf("%d.%d.%d", *v.Major, *v.Minor, *v.Patch)
-		}
-		out = append(out, pk)
-	}
-	return out, nil
-}
-
-// JobRequests lists the job requests of an agent (agentId filter).
-func (c *Client) JobRequests(ctx context.Context, poolID, agentID int) ([]JobRequest, error) {
-	q := url.Values{}
-	q.Set("agentId", strconv.Itoa(agentID))
-	var list []taskagent.TaskAgentJobRequest
-	if err := c.send(ctx, http.MethodGet, locJobRequests, map[string]string{"poolId": strconv.Itoa(poolID)}, q, &list); err != nil {
-		return nil, c.explain(err, fmt.Sprintf("list job requests of agent %d", agentID))
-	}
-	out := make([]JobRequest, 0, len(list))
-	for i := range list {
-		out = append(out, *convRequest(&list[i]))
-	}
-	return out, nil
-}
-
-// probeAgentID is an agent id no pool has (the largest int32); see CanManage.
-const probeAgentID = 2147483647
-
-// CanManage checks that the credential may manage the pool's agents without changing anything:
-// it PATCHes an agent id that does not exist with a body that changes no field. The server checks
-// the pool's Manage permission before it looks the agent up, so a credential that may manage gets
-// 404 (or 400), and one that may only read gets 403. Nothing is registered or modified.
-func (c *Client) CanManage(ctx context.Context, poolID int) error {
-	ta, err := c.taskagent(ctx)
-	if err == nil {
-		id := probeAgentID
-		_, err = ta.UpdateAgent(ctx, taskagent.UpdateAgentArgs{PoolId: &poolID, AgentId: &id, Agent: &taskagent.TaskAgent{Id: &id}})
-	}
-	if err == nil {
-		return nil
-	}
-	var ae *Error
-	if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusBadRequest) {
-		return nil
-	}
-	if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
-		return exit.Auth(fmt.Errorf("the credential may read agent pool %d at %s but not manage its agents (HTTP 403: %s); grant the PAT the scope Agent Pools (read & manage) and the user or service principal the Administrator role on the pool", poolID, c.url, ae.Message))
-	}
-	return c.explain(err, "check permission to manage the pool's agents")
 }
 
 // explain turns a failure into a sentence that says what happened and what to do, marked with
@@ -483,7 +273,7 @@ func (c *Client) explain(err error, op string) error {
 	var ce *credentialError
 	if errors.As(err, &ce) {
 		// The credential could not be obtained; its error already says why and has its kind.
-		if errors.Is(ce.err, exit.ErrConfig) || errors.Is(ce.err, exit.ErrAuth) || errors.Is(ce.err, exit.ErrRuntime) {
+		if exit.Kind(ce.err) != nil {
 			return fmt.Errorf("%s: %w", op, ce.err)
 		}
 		return exit.Runtime(fmt.Errorf("%s: obtaining the credential: %w", op, ce.err))

@@ -24,6 +24,7 @@ import (
 
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/redact"
 )
 
 // HTTPClient returns the HTTP client every outbound request of the entrypoint shares (server REST
@@ -118,7 +119,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Header.Set("Authorization", h)
 		}
 	}
-	st := &retryState{start: time.Now(), method: r.Method, url: redact(r.URL)}
+	st := &retryState{start: time.Now(), method: r.Method, url: redact.URL(r.URL.String())}
 	r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
 	resp, err := t.retry.RoundTrip(r)
 	if err != nil {
@@ -132,7 +133,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.StatusCode = http.StatusUnauthorized
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		e := &Error{Status: resp.StatusCode, Method: r.Method, URL: redact(r.URL)}
+		e := &Error{Status: resp.StatusCode, Method: r.Method, URL: redact.URL(r.URL.String())}
 		var sv struct {
 			Message string `json:"message"`
 			TypeKey string `json:"typeKey"`
@@ -148,12 +149,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return resp, nil
-}
-
-func redact(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.User, c.Fragment = "", nil, ""
-	return c.String()
 }
 
 // rateGate makes a server's Retry-After hold for the whole client, not only for the request that
@@ -180,7 +175,7 @@ func (g *rateGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := g.next.RoundTrip(req)
 	if err == nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d := retryablehttp.DefaultBackoff(0, 0, 0, resp); d > 0 && resp.Header.Get("Retry-After") != "" {
-			until := time.Now().Add(min2(d, maxRetryAfter))
+			until := time.Now().Add(min(d, maxRetryAfter))
 			g.mu.Lock()
 			if until.After(g.until) {
 				g.until = until
@@ -240,18 +235,18 @@ func newRetryClient(base *http.Client, o Options, logger *slog.Logger) *retryabl
 		}
 		return false, nil
 	}
-	rc.Backoff = func(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	rc.Backoff = func(first, limit time.Duration, attempt int, resp *http.Response) time.Duration {
 		if resp != nil && resp.Header.Get("Retry-After") != "" &&
 			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 			// DefaultBackoff returns the server's Retry-After (seconds or HTTP date) for 429 and 503.
-			d := retryablehttp.DefaultBackoff(min, max, attempt, resp)
-			return min2(d, maxRetryAfter)
+			d := retryablehttp.DefaultBackoff(first, limit, attempt, resp)
+			return min(d, maxRetryAfter)
 		}
-		d := min
-		for i := 0; i < attempt && d < max; i++ {
+		d := first
+		for i := 0; i < attempt && d < limit; i++ {
 			d *= 2
 		}
-		d = min2(d, max)
+		d = min(d, limit)
 		// Jitter spreads a herd of agents (or prune workers) that failed together.
 		return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 	}
@@ -260,13 +255,6 @@ func newRetryClient(base *http.Client, o Options, logger *slog.Logger) *retryabl
 
 // maxRetryAfter bounds a server's Retry-After, so a broken header cannot park a request for hours.
 const maxRetryAfter = 5 * time.Minute
-
-func min2(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
-}
 
 func isTLSError(err error) bool {
 	var (

@@ -15,6 +15,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/logging"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/nodump"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/version"
 )
 
@@ -46,7 +47,7 @@ func init() {
 		{"prune", "delete offline agents of the pool whose containers were killed",
 			"azp-entrypoint prune [--prefix P | --all-offline] [--offline-for D] [--dry-run] [flags]", pruneCommand},
 		scaleCmd, // scale.go
-		{"version", "print version, commit and Go version", "azp-entrypoint version", versionCommand},
+		{"version", "print version, commit and Go version (also --version)", "azp-entrypoint version | azp-entrypoint --version", versionCommand},
 	}
 }
 
@@ -57,9 +58,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // MainEnv is Main with an explicit environment, for tests.
 func MainEnv(args []string, stdout, stderr io.Writer, env config.Env) int {
+	// Every subcommand's first action (cmd/azp-entrypoint imports nodump, whose init already did
+	// it; this covers other callers): non-dumpable, no secret left in the environment block.
+	if err := nodump.Apply(); err != nil {
+		fmt.Fprintf(stderr, "azp-entrypoint: warning: %v (a process of the same user may read this one's environment)\n", err)
+	}
 	name := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		name, args = "version", args[1:]
 	}
 	if name == "help" {
 		usage(stdout)
@@ -124,7 +132,9 @@ func newFlags(c string, s *streams, withSettings bool) (*flag.FlagSet, func() ma
 		}
 		own := false
 		fs.VisitAll(func(f *flag.Flag) {
-			if _, isSetting := config.FlagDefinition(f.Name); isSetting {
+			// The settings table above lists the settings' flags; a command without settings may
+			// reuse a setting's flag name for its own flag (install --url, health --state-dir).
+			if _, isSetting := config.FlagDefinition(f.Name); isSetting && withSettings {
 				return
 			}
 			if !own {

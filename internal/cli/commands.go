@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -15,6 +18,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/config"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/exit"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/logging"
+	"github.com/azp-entrypoint/azp-entrypoint/internal/metrics"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/pid1"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/secrets"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/supervisor"
@@ -80,9 +84,9 @@ func runCommand(ctx context.Context, s *streams, args []string) error {
 	}
 	o := supervisor.Options{
 		Settings: settings, Logger: log, Creds: creds, HTTPClient: hc, Reaper: reaper,
-		Signals: stopped, Environ: os.Environ(),
+		Signals: stopped, Environ: os.Environ(), Metrics: metrics.New(s.out),
 	}
-	if f, ok := s.out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	if err := supervisor.Run(ctx, o); err != nil {
@@ -131,7 +135,14 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 		*url = agentpkg.PublicURL(*ver, p)
 	}
 	o := agentpkg.Options{Dir: *dir, Version: *ver, Platform: p, UID: -1, GID: -1, Logger: log}
-	if f, ok := s.err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if strings.HasPrefix(*url, "file://") {
+		// A mirror on the local file system (a build context mounted into an image build): only
+		// the operator's own --url may name a local file, never a URL a server hands out.
+		t := &http.Transport{}
+		t.RegisterProtocol("file", http.NewFileTransport(http.Dir("/")))
+		o.HTTPClient = &http.Client{Transport: t}
+	}
+	if isTerminal(s.err) {
 		o.Progress = s.err
 	}
 	m, err := agentpkg.Install(ctx, o, *url, *sum)
@@ -140,6 +151,13 @@ func installCommand(ctx context.Context, s *streams, args []string) error {
 	}
 	log.Info("agent installed", "version", m.Version, "platform", m.Platform, "dir", *dir, "sha256", m.SHA256)
 	return nil
+}
+
+// isTerminal reports whether w is a terminal: progress bars are drawn only there, on the stream
+// they are drawn on.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func healthCommand(_ context.Context, s *streams, args []string) error {

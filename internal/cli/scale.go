@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
@@ -75,10 +75,14 @@ func buildScale(ctx context.Context, s *streams, given, scaleGiven map[string]st
 	}
 	// The standard AWS chain (the scaler's ECS task role on Fargate); AWS_ENDPOINT_URL_ECS points
 	// the client elsewhere (the SDK's service-specific endpoint variable).
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(&http.Client{Transport: rate.Wrap(http.DefaultTransport.(*http.Transport).Clone())}))
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, log, exit.Config(fmt.Errorf("AWS configuration: %w", err))
 	}
+	if awsCfg.HTTPClient == nil {
+		awsCfg.HTTPClient = awshttp.NewBuildableClient()
+	}
+	awsCfg.HTTPClient = rate.WrapDoer(awsCfg.HTTPClient)
 	return &scaleParts{settings: settings, scale: sc, azdo: client, ecs: ecs.NewFromConfig(awsCfg), rate: rate}, log, nil
 }
 

@@ -391,7 +391,9 @@ func invalidInputs(t *testing.T) []invalidCase {
 		{env: "AZP_STOP_TIMEOUT", value: "0", problem: "too short"},
 		{env: "AZP_STOP_TIMEOUT", value: "0s", problem: "too short"},
 		{env: "AZP_STOP_TIMEOUT", value: "-30s", problem: "negative"},
-		{env: "AZP_STOP_TIMEOUT", value: "-30", problem: "not a duration"},
+		{env: "AZP_STOP_TIMEOUT", value: "-30", problem: "negative"},
+		{env: "AZP_STOP_TIMEOUT", value: "-5", problem: "negative"},
+		{env: "AZP_IDLE_TIMEOUT", value: "-1", problem: "negative"},
 		{env: "AZP_STOP_TIMEOUT", value: "1.5", problem: "not a duration"},
 		{env: "AZP_STOP_TIMEOUT", value: "thirty", problem: "not a duration"},
 		{env: "AZP_RUN_AS", value: "a:b", problem: "not a user"},
@@ -895,25 +897,6 @@ func TestProxy(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                     "",
-		"proxy:3128":                           "proxy:3128",
-		"https://dev.azure.com/acme":           "https://dev.azure.com/acme",
-		"user:pw@host:1":                       "***@host:1",
-		"a@b@host/p?q=1#f":                     "***@host/p?…",
-		"https://u:p@h/x@y":                    "https://***@y",
-		"https://h/x?sig=1@z":                  "https://***@z",
-		"user:pa://ss@host":                    "***@host",
-		"https://dev.azure.com/acme?token=abc": "https://dev.azure.com/acme?…",
-		"dev.azure.com/acme#tok":               "dev.azure.com/acme#…",
-	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestFlagSet(t *testing.T) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -958,12 +941,7 @@ func TestFlagSet(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	var b strings.Builder
-	PrintHelp(&b, "usage: azp-entrypoint [run] [flags]")
-	out := b.String()
-	if !strings.HasPrefix(out, "usage: azp-entrypoint") {
-		t.Errorf("usage line missing:\n%s", out)
-	}
+	out := Help()
 	for _, d := range Definitions() {
 		if !strings.Contains(out, "--"+d.Flag+" ") || !strings.Contains(out, d.Env) || !strings.Contains(out, d.Usage) {
 			t.Errorf("help lacks %s / --%s / its usage", d.Env, d.Flag)

@@ -136,8 +136,8 @@ func ResolveScale(flags map[string]string, env Env, base *Settings) (*ScaleSetti
 	if s.Placeholder, e = parseBool(scaleDef("AZP_SCALE_PLACEHOLDER"), raw["AZP_SCALE_PLACEHOLDER"]); e != nil {
 		return nil, e
 	}
-	if e = oneOf(scaleDef("AZP_SCALE_AGENT_MODE"), s.Mode, []string{"once", "persistent"}); e != nil {
-		return nil, e
+	if problem, fix := oneOf("once", "persistent")(s.Mode, nil); s.Mode != "" && problem != "" {
+		return nil, invalid(scaleDef("AZP_SCALE_AGENT_MODE"), s.Mode, problem, fix)
 	}
 	if s.Max, e = positiveInt(scaleDef("AZP_SCALE_MAX"), raw["AZP_SCALE_MAX"], 1); e != nil {
 		return nil, e

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,26 @@ func TestResolveScale(t *testing.T) {
 		_, err := ResolveScale(nil, env(m), b)
 		if err == nil || !errors.Is(err, exit.ErrConfig) || !strings.Contains(err.Error(), tc.setting) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestREADMEListsEveryScaleSetting(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	for _, d := range ScaleDefinitions() {
+		row := "| `" + d.Env + "` | `--" + d.Flag + "` |"
+		i := strings.Index(readme, row)
+		if i < 0 {
+			t.Errorf("README's Autoscaling on ECS table lacks %s (--%s)", d.Env, d.Flag)
+			continue
+		}
+		line := readme[i : i+strings.Index(readme[i:], "\n")]
+		if d.Default != "" && !strings.Contains(line, "`"+d.Default+"`") {
+			t.Errorf("README row of %s lacks the default %q: %s", d.Env, d.Default, line)
 		}
 	}
 }

@@ -19,7 +19,7 @@ var agentServices = []string{"azp-agent-1", "azp-agent-2"}
 
 // composeKnobs are compose-level variables that are not settings of the binary:
 // they only choose the image, the build and the token file on the host.
-var composeKnobs = []string{"AGENT_IMAGE", "AGENT_VERSION", "PAT_FILE"}
+var composeKnobs = []string{"AGENT_IMAGE", "AGENT_VERSION", "PAT_FILE", "SIM_IMAGE", "SIM_PORT"}
 
 // loadCompose loads compose.yaml the way `docker compose` does (interpolation,
 // schema validation, profiles), with exactly env as the environment so the
@@ -119,6 +119,23 @@ func TestComposeAgents(t *testing.T) {
 					if !slices.Contains(allowedCaps, c) {
 						t.Errorf("%s: cap_add %s beyond what dropping to the agent user needs", name, c)
 					}
+				}
+				// Each one is needed (decision 1): without it the hand-over to `agent` fails.
+				for _, c := range allowedCaps {
+					if !slices.Contains(s.CapAdd, c) {
+						t.Errorf("%s: cap_add lacks %s, which the entrypoint needs to hand over to the agent user", name, c)
+					}
+				}
+				// Read-only root file system; /tmp a tmpfs; the agent directory a volume.
+				if !s.ReadOnly || !slices.Contains([]string(s.Tmpfs), "/tmp") {
+					t.Errorf("%s: read_only: true with a tmpfs at /tmp", name)
+				}
+				agentDir := false
+				for _, v := range s.Volumes {
+					agentDir = agentDir || v.Target == "/azp/agent"
+				}
+				if !agentDir {
+					t.Errorf("%s: the agent directory /azp/agent must be a volume (the root file system is read-only)", name)
 				}
 				if !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
 					t.Errorf("%s: security_opt no-new-privileges:true", name)

@@ -76,11 +76,14 @@ func TestTerraformFilesSplitByConcern(t *testing.T) {
 	want := map[string][]string{
 		"ecr.tf":     {"aws_ecr_repository.agent", "aws_ecr_lifecycle_policy.agent"},
 		"ecs.tf":     {"aws_ecs_cluster.this", "aws_ecs_task_definition.agent", "aws_ecs_service.agent"},
-		"iam.tf":     {"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure"},
+		"iam.tf":     {"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure", "aws_iam_role.scaler", "aws_iam_role_policy.scaler", "data.aws_iam_policy_document.scaler"},
 		"storage.tf": {"aws_efs_file_system.this", "aws_efs_access_point.this", "aws_efs_mount_target.this", "aws_efs_file_system_policy.this"},
 		"network.tf": {"aws_security_group.task"},
 		"logs.tf":    {"aws_cloudwatch_log_group.agent"},
 		"secret.tf":  {"aws_secretsmanager_secret.azp"},
+		"scaler.tf":  {"aws_ecs_task_definition.profile", "aws_ecs_task_definition.scaler", "aws_ecs_service.scaler"},
+		"monitoring.tf": {"aws_cloudwatch_dashboard.agents", "aws_cloudwatch_metric_alarm.oldest_pending", "aws_cloudwatch_metric_alarm.failed_launches",
+			"aws_cloudwatch_metric_alarm.agents_pruned", "aws_cloudwatch_metric_alarm.deregistration_failed"},
 	}
 	for file, addrs := range want {
 		for _, a := range addrs {
@@ -233,6 +236,45 @@ var ecsContainerKeys = []string{
 	"startTimeout", "dependsOn", "secrets", "workingDirectory", "command", "entryPoint",
 }
 
+// rootCapabilities is decision 1: the entrypoint starts as root with exactly
+// these, prepares the agent's files and drops the listener to AZP_RUN_AS.
+var rootCapabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"}
+
+// checkAgentProcess asserts the user, capabilities and AZP_RUN_AS of an agent
+// container in the given agent_container_user mode.
+func checkAgentProcess(t *testing.T, where, mode string, d containerDef) {
+	t.Helper()
+	lp := d.LinuxParameters
+	if lp == nil || lp.Capabilities == nil || !equalStrings(lp.Capabilities.Drop, []string{"ALL"}) {
+		t.Errorf("%s: capabilities must drop ALL", where)
+		return
+	}
+	add := slices.Sorted(slices.Values(lp.Capabilities.Add))
+	env := d.env()
+	switch mode {
+	case "root":
+		if d.User != "0" {
+			t.Errorf("%s: user %q, want \"0\" (root by default, decision 1)", where, d.User)
+		}
+		if !slices.Equal(add, rootCapabilities) {
+			t.Errorf("%s: capabilities add %v, want exactly %v", where, add, rootCapabilities)
+		}
+		if env["AZP_RUN_AS"] != "agent" {
+			t.Errorf("%s: AZP_RUN_AS=%q, want agent (the listener and jobs never run as root)", where, env["AZP_RUN_AS"])
+		}
+	case "non-root":
+		if d.User != "1000:1000" {
+			t.Errorf("%s: user %q, want 1000:1000 in non-root mode", where, d.User)
+		}
+		if len(add) != 0 {
+			t.Errorf("%s: non-root mode adds no capability, got %v", where, add)
+		}
+		if _, ok := env["AZP_RUN_AS"]; ok {
+			t.Errorf("%s: AZP_RUN_AS set in non-root mode (nothing to drop to)", where)
+		}
+	}
+}
+
 type containerDef struct {
 	Name        string `json:"name"`
 	Image       string `json:"image"`
@@ -376,13 +418,7 @@ func TestTaskDefinitionMatchesBinary(t *testing.T) {
 				if d.LinuxParameters == nil || d.LinuxParameters.InitProcessEnabled == nil || *d.LinuxParameters.InitProcessEnabled {
 					t.Errorf("%s: linuxParameters.initProcessEnabled must be false (azp-entrypoint is PID 1)", where)
 				}
-				if d.LinuxParameters == nil || d.LinuxParameters.Capabilities == nil ||
-					!equalStrings(d.LinuxParameters.Capabilities.Drop, []string{"ALL"}) || len(d.LinuxParameters.Capabilities.Add) != 0 {
-					t.Errorf("%s: capabilities must drop ALL and add none", where)
-				}
-				if d.User == "" || d.User == "root" || d.User == "0" || strings.HasPrefix(d.User, "0:") {
-					t.Errorf("%s: user %q must be non-root", where, d.User)
-				}
+				checkAgentProcess(t, where, "root", d)
 				if d.Essential == nil || !*d.Essential {
 					t.Errorf("%s: must be essential (a --once agent ends the task)", where)
 				}
@@ -869,90 +905,104 @@ func policyDocs(t *testing.T, c *tfConfig) map[string][]policyStatement {
 func TestIAMLeastPrivilege(t *testing.T) {
 	m := loadModule(t, terraformDir(t))
 	kms := "arn:aws:kms:eu-west-1:111122223333:key/k"
-	for _, mode := range storageModes {
-		for _, withKMS := range []bool{false, true} {
-			set := map[string]any{"storage_mode": mode}
-			if withKMS {
-				for _, k := range []string{"secret_kms_key_arn", "ebs_kms_key_arn", "efs_kms_key_arn", "log_kms_key_arn", "ecr_kms_key_arn"} {
-					set[k] = kms
-				}
+	for _, scaling := range []string{"fixed", "scaler"} {
+		for _, mode := range storageModes {
+			if scaling == "scaler" && mode == "ebs" {
+				continue // refused: TestScalerModeRefusesWhatItCannotRun
 			}
-			c := m.plan(t, baseVars(set))
-			docs := policyDocs(t, c)
-			for _, sts := range docs {
-				for _, s := range sts {
-					where := fmt.Sprintf("%s/%s (%s, kms=%v)", s.doc, s.sid, mode, withKMS)
-					if s.sid == "" {
-						t.Errorf("%s: every statement needs a sid", where)
+			for _, withKMS := range []bool{false, true} {
+				set := map[string]any{"storage_mode": mode}
+				if withKMS {
+					for _, k := range []string{"secret_kms_key_arn", "ebs_kms_key_arn", "efs_kms_key_arn", "log_kms_key_arn", "ecr_kms_key_arn"} {
+						set[k] = kms
 					}
-					if slices.Contains(s.resources, "*") && !(s.effect == "Allow" && slices.Equal(s.actions, []string{"ecr:GetAuthorizationToken"})) {
-						t.Errorf("%s: resource \"*\" is only allowed for ecr:GetAuthorizationToken", where)
-					}
-					if len(s.resources) == 0 && len(s.principals) == 0 {
-						t.Errorf("%s: no resources", where)
-					}
-					if s.effect == "Allow" {
-						for _, a := range s.actions {
-							if strings.Contains(a, "*") {
-								t.Errorf("%s: wildcard action %s in an Allow", where, a)
+				}
+				vars := baseVars(set)
+				if scaling == "scaler" {
+					vars = scalerVars(set)
+				}
+				c := m.plan(t, vars)
+				docs := policyDocs(t, c)
+				for _, sts := range docs {
+					for _, s := range sts {
+						where := fmt.Sprintf("%s/%s (%s, kms=%v)", s.doc, s.sid, mode, withKMS)
+						if s.sid == "" {
+							t.Errorf("%s: every statement needs a sid", where)
+						}
+						if slices.Contains(s.resources, "*") {
+							for _, a := range s.actions {
+								cond, ok := wildcardResourceActions[a]
+								if s.effect != "Allow" || !ok || cond != "" && len(s.conditions[cond]) == 0 {
+									t.Errorf("%s: resource \"*\" for %s; only for actions without resource-level permissions (%v), with their condition", where, a, sortedKeys(wildcardResourceActions))
+								}
 							}
 						}
-						if slices.Contains(s.principals, "*") {
-							t.Errorf("%s: Allow to principal *", where)
+						if len(s.resources) == 0 && len(s.principals) == 0 {
+							t.Errorf("%s: no resources", where)
+						}
+						if s.effect == "Allow" {
+							for _, a := range s.actions {
+								if strings.Contains(a, "*") {
+									t.Errorf("%s: wildcard action %s in an Allow", where, a)
+								}
+							}
+							if slices.Contains(s.principals, "*") {
+								t.Errorf("%s: Allow to principal *", where)
+							}
 						}
 					}
 				}
-			}
 
-			// Trust policies: the service principal only, with a source-account condition.
-			for _, role := range []string{"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure"} {
-				for _, r := range c.instances(t, role) {
-					ref := traversalString(r.exprs["assume_role_policy"])
-					mm := policyDocRef.FindStringSubmatch(ref)
-					if mm == nil {
-						t.Fatalf("%s: assume_role_policy must be an aws_iam_policy_document, got %q", role, ref)
-					}
-					for _, s := range docs[mm[1]] {
-						if !slices.Equal(s.actions, []string{"sts:AssumeRole"}) || len(s.principals) != 1 || !strings.HasSuffix(s.principals[0], ".amazonaws.com") {
-							t.Errorf("%s trust %s: one AWS service may assume the role", role, s.sid)
+				// Trust policies: the service principal only, with a source-account condition.
+				for _, role := range []string{"aws_iam_role.execution", "aws_iam_role.task", "aws_iam_role.infrastructure", "aws_iam_role.scaler"} {
+					for _, r := range c.instances(t, role) {
+						ref := traversalString(r.exprs["assume_role_policy"])
+						mm := policyDocRef.FindStringSubmatch(ref)
+						if mm == nil {
+							t.Fatalf("%s: assume_role_policy must be an aws_iam_policy_document, got %q", role, ref)
 						}
-						if got := s.conditions["aws:SourceAccount"]; !slices.Equal(got, []string{mockRef("data", "aws_caller_identity", "current", "account_id")}) {
-							t.Errorf("%s trust %s: needs aws:SourceAccount = this account, got %v", role, s.sid, got)
-						}
-						if len(s.conditions["aws:SourceArn"]) != 1 {
-							t.Errorf("%s trust %s: needs an aws:SourceArn condition", role, s.sid)
+						for _, s := range docs[mm[1]] {
+							if !slices.Equal(s.actions, []string{"sts:AssumeRole"}) || len(s.principals) != 1 || !strings.HasSuffix(s.principals[0], ".amazonaws.com") {
+								t.Errorf("%s trust %s: one AWS service may assume the role", role, s.sid)
+							}
+							if got := s.conditions["aws:SourceAccount"]; !slices.Equal(got, []string{mockRef("data", "aws_caller_identity", "current", "account_id")}) {
+								t.Errorf("%s trust %s: needs aws:SourceAccount = this account, got %v", role, s.sid, got)
+							}
+							if len(s.conditions["aws:SourceArn"]) != 1 {
+								t.Errorf("%s trust %s: needs an aws:SourceArn condition", role, s.sid)
+							}
 						}
 					}
 				}
-			}
 
-			// Every policy comes from a policy document the checks above have seen.
-			for addr, b := range m.blocks {
-				if b.kind != "resource" {
-					continue
-				}
-				switch b.typ {
-				case "aws_iam_role_policy", "aws_efs_file_system_policy", "aws_secretsmanager_secret_policy", "aws_ecr_repository_policy", "aws_iam_policy":
-					for _, r := range c.instances(t, addr) {
-						if ref := traversalString(r.exprs["policy"]); !policyDocRef.MatchString(ref) {
-							t.Errorf("%s: policy must reference an aws_iam_policy_document, got %q", addr, ref)
-						}
+				// Every policy comes from a policy document the checks above have seen.
+				for addr, b := range m.blocks {
+					if b.kind != "resource" {
+						continue
 					}
-				case "aws_iam_role_policy_attachment":
-					for _, r := range c.instances(t, addr) {
-						if !strings.HasSuffix(r.str("policy_arn"), ":iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForVolumes") {
-							t.Errorf("%s: unexpected managed policy %s", addr, r.str("policy_arn"))
+					switch b.typ {
+					case "aws_iam_role_policy", "aws_efs_file_system_policy", "aws_secretsmanager_secret_policy", "aws_ecr_repository_policy", "aws_iam_policy":
+						for _, r := range c.instances(t, addr) {
+							if ref := traversalString(r.exprs["policy"]); !policyDocRef.MatchString(ref) {
+								t.Errorf("%s: policy must reference an aws_iam_policy_document, got %q", addr, ref)
+							}
 						}
+					case "aws_iam_role_policy_attachment":
+						for _, r := range c.instances(t, addr) {
+							if !strings.HasSuffix(r.str("policy_arn"), ":iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForVolumes") {
+								t.Errorf("%s: unexpected managed policy %s", addr, r.str("policy_arn"))
+							}
+						}
+					case "aws_iam_user", "aws_iam_access_key", "aws_iam_user_policy", "aws_iam_role_policies_exclusive":
+						t.Errorf("%s: no IAM users or keys", addr)
 					}
-				case "aws_iam_user", "aws_iam_access_key", "aws_iam_user_policy", "aws_iam_role_policies_exclusive":
-					t.Errorf("%s: no IAM users or keys", addr)
 				}
-			}
 
-			checkExecutionRole(t, docs["execution"])
-			checkTaskRole(t, mode, withKMS, kms, docs["task"])
-			if mode == "efs" {
-				checkEFSPolicy(t, docs["efs"])
+				checkExecutionRole(t, docs["execution"])
+				checkTaskRole(t, mode, withKMS, kms, docs["task"])
+				if mode == "efs" {
+					checkEFSPolicy(t, docs["efs"])
+				}
 			}
 		}
 	}
@@ -1113,13 +1163,11 @@ func TestLogsAndOutputs(t *testing.T) {
 		t.Errorf("log group must follow log_retention_days and log_kms_key_arn: %v", lg.attrs)
 	}
 	want := map[string]string{
-		"repository_url":      "aws_ecr_repository.agent.repository_url",
-		"cluster_name":        "aws_ecs_cluster.this.name",
-		"service_name":        "aws_ecs_service.agent.name",
-		"task_definition_arn": "aws_ecs_task_definition.agent.arn",
-		"log_group_name":      "aws_cloudwatch_log_group.agent.name",
-		"secret_arn":          "aws_secretsmanager_secret.azp.arn",
-		"region":              "var.region",
+		"repository_url": "aws_ecr_repository.agent.repository_url",
+		"cluster_name":   "aws_ecs_cluster.this.name",
+		"log_group_name": "aws_cloudwatch_log_group.agent.name",
+		"secret_arn":     "aws_secretsmanager_secret.azp.arn",
+		"region":         "var.region",
 	}
 	for name, ref := range want {
 		o, ok := m.outputs[name]
@@ -1130,6 +1178,20 @@ func TestLogsAndOutputs(t *testing.T) {
 		if got := traversalString(o.Attributes["value"].Expr); got != ref {
 			t.Errorf("output %s = %s, want %s", name, got, ref)
 		}
+	}
+	// Fixed-mode outputs: the resource when it exists, else null.
+	for name, ref := range map[string]string{"service_name": "aws_ecs_service.agent[0].name", "task_definition_arn": "aws_ecs_task_definition.agent[0].arn"} {
+		o, ok := m.outputs[name]
+		if !ok {
+			t.Errorf("output %s is missing", name)
+			continue
+		}
+		cond, ok := o.Attributes["value"].Expr.(*hclsyntax.ConditionalExpr)
+		if !ok || traversalString(cond.Condition) != "local.fixed" || traversalString(cond.TrueResult) != ref {
+			t.Errorf("output %s must be local.fixed ? %s : null", name, ref)
+		}
+	}
+	for name, o := range m.outputs {
 		if _, ok := o.Attributes["description"]; !ok {
 			t.Errorf("output %s has no description", name)
 		}

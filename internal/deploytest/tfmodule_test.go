@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -37,7 +38,8 @@ func mockRef(parts ...string) string { return mockPrefix + strings.Join(parts, "
 type tfVariable struct {
 	name        string
 	typ         cty.Type
-	def         *cty.Value // nil: required
+	defaults    *typeexpr.Defaults // optional(type, default) attributes
+	def         *cty.Value         // nil: required
 	validations []tfValidation
 	ephemeral   bool
 	sensitive   bool
@@ -74,6 +76,9 @@ type tfModule struct {
 	providers []*hclsyntax.Body
 	terraform []*hclsyntax.Body
 	mocks     map[string]cty.Value // root name -> mock value (resource types and "data")
+	// keyedAttrs: for each resource or data block, the attributes referred to
+	// after a computed index (aws_x.y[each.key].arn), plus arn, id and name.
+	keyedAttrs map[string][]string
 }
 
 // loadModule parses every .tf file of dir.
@@ -139,18 +144,50 @@ func loadModule(t *testing.T, dir string) *tfModule {
 		}
 	}
 	m.mocks = m.buildMocks()
+	m.keyedAttrs = m.findKeyedAttrs()
 	return m
+}
+
+func (m *tfModule) findKeyedAttrs() map[string][]string {
+	out := map[string][]string{}
+	for addr := range m.blocks {
+		out[addr] = []string{"arn", "id", "name"}
+	}
+	for _, body := range m.allBodies() {
+		for _, a := range body.Attributes {
+			hclsyntax.VisitAll(a.Expr, func(n hclsyntax.Node) hcl.Diagnostics {
+				rt, ok := n.(*hclsyntax.RelativeTraversalExpr)
+				if !ok || len(rt.Traversal) == 0 {
+					return nil
+				}
+				ix, ok := rt.Source.(*hclsyntax.IndexExpr)
+				if !ok {
+					return nil
+				}
+				addr := strings.TrimPrefix(traversalString(ix.Collection), "")
+				attr, ok := rt.Traversal[0].(hcl.TraverseAttr)
+				if !ok {
+					return nil
+				}
+				if _, known := m.blocks[addr]; known && !slices.Contains(out[addr], attr.Name) {
+					out[addr] = append(out[addr], attr.Name)
+				}
+				return nil
+			})
+		}
+	}
+	return out
 }
 
 func (m *tfModule) addVariable(t *testing.T, b *hclsyntax.Block) {
 	t.Helper()
 	v := &tfVariable{name: b.Labels[0], typ: cty.DynamicPseudoType}
 	if a, ok := b.Body.Attributes["type"]; ok {
-		ty, diags := typeexpr.TypeConstraint(a.Expr)
+		ty, defaults, diags := typeexpr.TypeConstraintWithDefaults(a.Expr)
 		if diags.HasErrors() {
 			t.Fatalf("variable %s: type: %s", v.name, diags.Error())
 		}
-		v.typ = ty
+		v.typ, v.defaults = ty, defaults
 	} else {
 		t.Errorf("variable %s has no type", v.name)
 	}
@@ -163,6 +200,9 @@ func (m *tfModule) addVariable(t *testing.T, b *hclsyntax.Block) {
 			t.Fatalf("variable %s: default: %s", v.name, diags.Error())
 		}
 		if !val.IsNull() {
+			if v.defaults != nil {
+				val = v.defaults.Apply(val)
+			}
 			conv, err := convert.Convert(val, v.typ)
 			if err != nil {
 				t.Fatalf("variable %s: default does not fit its type: %v", v.name, err)
@@ -388,30 +428,57 @@ func tfFunctions() map[string]function.Function {
 		},
 	})
 	return map[string]function.Function{
-		"alltrue":    alltrue,
-		"can":        tryfunc.CanFunc,
-		"coalesce":   stdlib.CoalesceFunc,
-		"concat":     stdlib.ConcatFunc,
-		"contains":   stdlib.ContainsFunc,
-		"floor":      stdlib.FloorFunc,
-		"format":     stdlib.FormatFunc,
-		"join":       stdlib.JoinFunc,
-		"jsonencode": stdlib.JSONEncodeFunc,
-		"keys":       stdlib.KeysFunc,
-		"length":     stdlib.LengthFunc,
-		"lookup":     stdlib.LookupFunc,
-		"merge":      stdlib.MergeFunc,
-		"range":      stdlib.RangeFunc,
-		"regex":      stdlib.RegexFunc,
-		"sort":       stdlib.SortFunc,
-		"tolist":     toCollection("list"),
-		"tomap":      toCollection("map"),
-		"tonumber":   to(cty.Number),
-		"toset":      toCollection("set"),
-		"tostring":   to(cty.String),
-		"try":        tryfunc.TryFunc,
-		"values":     stdlib.ValuesFunc,
+		"alltrue":     alltrue,
+		"can":         tryfunc.CanFunc,
+		"coalesce":    stdlib.CoalesceFunc,
+		"concat":      stdlib.ConcatFunc,
+		"contains":    stdlib.ContainsFunc,
+		"flatten":     stdlib.FlattenFunc,
+		"floor":       stdlib.FloorFunc,
+		"format":      stdlib.FormatFunc,
+		"join":        stdlib.JoinFunc,
+		"jsonencode":  stdlib.JSONEncodeFunc,
+		"keys":        stdlib.KeysFunc,
+		"length":      tfLength,
+		"lookup":      stdlib.LookupFunc,
+		"merge":       stdlib.MergeFunc,
+		"range":       stdlib.RangeFunc,
+		"regex":       stdlib.RegexFunc,
+		"sort":        stdlib.SortFunc,
+		"startswith":  strPredicate(strings.HasPrefix),
+		"strcontains": strPredicate(strings.Contains),
+		"upper":       stdlib.UpperFunc,
+		"tolist":      toCollection("list"),
+		"tomap":       toCollection("map"),
+		"tonumber":    to(cty.Number),
+		"toset":       toCollection("set"),
+		"tostring":    to(cty.String),
+		"try":         tryfunc.TryFunc,
+		"values":      stdlib.ValuesFunc,
 	}
+}
+
+// tfLength is Terraform's length: collections and strings.
+var tfLength = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true, AllowUnknown: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if args[0].Type() == cty.String {
+			return stdlib.Strlen(args[0])
+		}
+		return stdlib.Length(args[0])
+	},
+})
+
+// strPredicate builds Terraform's startswith/strcontains.
+func strPredicate(f func(s, sub string) bool) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "s", Type: cty.String}, {Name: "sub", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			return cty.BoolVal(f(args[0].AsString(), args[1].AsString())), nil
+		},
+	})
 }
 
 func unifiedElementType(ty cty.Type) (cty.Type, bool) {
@@ -471,6 +538,9 @@ func (m *tfModule) tryPlan(t *testing.T, set map[string]any) (*tfConfig, error) 
 			val, err := goToCty(raw)
 			if err != nil {
 				t.Fatalf("var.%s: %v", name, err)
+			}
+			if v.defaults != nil && !val.IsNull() {
+				val = v.defaults.Apply(val)
 			}
 			conv, err := convert.Convert(val, v.typ)
 			if err != nil {
@@ -560,7 +630,62 @@ func (c *tfConfig) newCtx() *hcl.EvalContext {
 	for k, v := range c.m.mocks {
 		vars[k] = v
 	}
-	return &hcl.EvalContext{Variables: vars, Functions: tfFunctions()}
+	ctx := &hcl.EvalContext{Variables: vars, Functions: tfFunctions()}
+	// A resource with for_each is referred to as type.name[each.key].attr (or
+	// iterated): mock it as an object keyed like its for_each, once that can be
+	// evaluated, each key holding mock strings "mock:type.name[key].attr".
+	for _, addr := range sortedKeys(c.m.blocks) {
+		b := c.m.blocks[addr]
+		fe, ok := b.body.Attributes["for_each"]
+		if !ok {
+			continue
+		}
+		coll, diags := fe.Expr.Value(ctx)
+		if diags.HasErrors() || !coll.IsWhollyKnown() || coll.IsNull() {
+			continue
+		}
+		keys := map[string]cty.Value{}
+		for it := coll.ElementIterator(); it.Next(); {
+			k, v := it.Element()
+			if coll.Type().IsSetType() {
+				k = v
+			}
+			if k.Type() != cty.String {
+				continue
+			}
+			attrs := map[string]cty.Value{}
+			for _, a := range c.m.keyedAttrs[addr] {
+				attrs[a] = cty.StringVal(fmt.Sprintf("%s%s[%s].%s", mockPrefix, addr, k.AsString(), a))
+			}
+			keys[k.AsString()] = cty.ObjectVal(attrs)
+		}
+		path := []string{b.typ, b.name}
+		if b.kind == "data" {
+			path = []string{"data", b.typ, b.name}
+		}
+		vars[path[0]] = setPath(vars[path[0]], path[1:], cty.ObjectVal(keys))
+	}
+	return ctx
+}
+
+// setPath returns obj with the attribute at path replaced by v, creating
+// objects on the way.
+func setPath(obj cty.Value, path []string, v cty.Value) cty.Value {
+	if len(path) == 0 {
+		return v
+	}
+	attrs := map[string]cty.Value{}
+	if obj != cty.NilVal && obj.IsKnown() && !obj.IsNull() && obj.Type().IsObjectType() {
+		for k := range obj.Type().AttributeTypes() {
+			attrs[k] = obj.GetAttr(k)
+		}
+	}
+	cur := cty.NilVal
+	if x, ok := attrs[path[0]]; ok {
+		cur = x
+	}
+	attrs[path[0]] = setPath(cur, path[1:], v)
+	return cty.ObjectVal(attrs)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -778,9 +903,30 @@ func (c *tfConfig) local(t *testing.T, name string) cty.Value {
 
 // refersTo reports whether expr is exactly a reference to a data source's json
 // attribute, e.g. data.aws_iam_policy_document.task.json or ...efs[0].json.
-var policyDocRef = regexp.MustCompile(`^data\.aws_iam_policy_document\.([a-z0-9_]+)(\[0\])?\.json$`)
+var policyDocRef = regexp.MustCompile(`^data\.aws_iam_policy_document\.([a-z0-9_]+)(\[0\]|\[each\.key\])?\.json$`)
 
 func traversalString(expr hclsyntax.Expression) string {
+	if rt, ok := expr.(*hclsyntax.RelativeTraversalExpr); ok {
+		// type.name[each.key].attr
+		ix, ok := rt.Source.(*hclsyntax.IndexExpr)
+		if !ok {
+			return ""
+		}
+		base, key := traversalString(ix.Collection), traversalString(ix.Key)
+		if base == "" || key == "" {
+			return ""
+		}
+		var sb strings.Builder
+		sb.WriteString(base + "[" + key + "]")
+		for _, step := range rt.Traversal {
+			if a, ok := step.(hcl.TraverseAttr); ok {
+				sb.WriteString("." + a.Name)
+			} else {
+				return ""
+			}
+		}
+		return sb.String()
+	}
 	st, ok := expr.(*hclsyntax.ScopeTraversalExpr)
 	if !ok {
 		return ""
@@ -811,6 +957,17 @@ func traversalString(expr hclsyntax.Expression) string {
 func goToCty(v any) (cty.Value, error) {
 	if v == nil {
 		return cty.NullVal(cty.DynamicPseudoType), nil
+	}
+	if m, ok := v.(map[string]any); ok {
+		attrs := map[string]cty.Value{}
+		for k, x := range m {
+			cv, err := goToCty(x)
+			if err != nil {
+				return cty.NilVal, fmt.Errorf("%s: %w", k, err)
+			}
+			attrs[k] = cv
+		}
+		return cty.ObjectVal(attrs), nil
 	}
 	ty, err := gocty.ImpliedType(v)
 	if err != nil {

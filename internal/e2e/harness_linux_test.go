@@ -13,11 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/azp-entrypoint/azp-entrypoint/internal/capture"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/pkgbuild"
 )
@@ -75,20 +75,20 @@ func requirePIDNamespace(t *testing.T) {
 	}
 }
 
+// newHarness gives a test its own simulator, directories and token. Harnesses share nothing (each
+// entrypoint runs in its own PID and mount namespaces), so every test that makes one runs in
+// parallel with the others.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	requirePIDNamespace(t)
+	t.Parallel()
 	root := t.TempDir()
 	// The agent may run as another user: every directory on the way must be traversable.
 	for d := root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
-	s := sim.New(sim.Options{PollTimeout: 300 * time.Millisecond, OfflineAfter: 2 * time.Second})
-	url, err := s.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sim.StartForTest(t, sim.Options{PollTimeout: 300 * time.Millisecond, OfflineAfter: 2 * time.Second})
+	url := s.OrgURL()
 	token := "e2e" + randHex(20)
 	if err := s.AddToken(token, sim.ScopeManage); err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func (h *harness) instance(name string) *instance {
 type run struct {
 	in       *instance
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *capture.Buffer
 	done     chan struct{}
 	exitCode int
 	started  time.Time
@@ -171,7 +171,7 @@ func (in *instance) startWith(wrapper []string, args ...string) *run {
 	for k, v := range in.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	r := &run{in: in, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{}), started: time.Now()}
+	r := &run{in: in, cmd: cmd, out: &capture.Buffer{}, done: make(chan struct{}), started: time.Now()}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -470,19 +470,14 @@ func (r *run) health() int {
 	return cmd.ProcessState.ExitCode()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// waitHealth polls `azp-entrypoint health` until it answers want.
+func (r *run) waitHealth(want int, timeout time.Duration) {
+	r.in.h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for r.health() != want {
+		if time.Now().After(deadline) {
+			r.in.h.t.Fatalf("health did not turn %d within %s", want, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -257,10 +257,12 @@ func TestPruneRemovesGhost(t *testing.T) {
 	r.wait(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if _, err := h.sim.WaitAgent(ctx, "Default", ghost.name, func(a sim.AgentView) bool { return a.Status == "offline" }); err != nil {
+	// Offline for longer than prune's --offline-for 1s.
+	if _, err := h.sim.WaitAgent(ctx, "Default", ghost.name, func(a sim.AgentView) bool {
+		return a.Status == "offline" && time.Since(a.StatusChangedOn) > 1500*time.Millisecond
+	}); err != nil {
 		t.Fatalf("the killed agent never went offline: %v", err)
 	}
-	time.Sleep(1500 * time.Millisecond)
 	cmd := exec.Command(bins.entrypoint, "prune", "--prefix", "e2e-ghost-", "--offline-for", "1s")
 	cmd.Env = []string{"AZP_URL=" + h.url, "AZP_TOKEN=" + h.token, "AZP_LOG_FORMAT=text"}
 	out, err := cmd.CombinedOutput()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azp-entrypoint/azp-entrypoint/internal/capture"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim"
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/ecssim"
 )
@@ -196,7 +197,7 @@ func agentName(taskID string) string { return scalePrefix + taskID + "-agent" }
 type scaler struct {
 	se   *scaleEnv
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *capture.Buffer
 	done chan struct{}
 	code int
 }
@@ -207,7 +208,7 @@ func (se *scaleEnv) startScaler() *scaler {
 	for k, v := range se.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	sc := &scaler{se: se, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	sc := &scaler{se: se, cmd: cmd, out: &capture.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = sc.out, sc.out
 	if err := cmd.Start(); err != nil {
 		se.t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/capture"
 )
 
 // secrets that exercise every escaping rule of the handlers: JSON escapes " \ and control
@@ -283,7 +285,7 @@ func TestWriter(t *testing.T) {
 
 func TestConcurrentAddAndLog(t *testing.T) {
 	m := NewMasker()
-	var out syncBuffer
+	var out capture.Buffer
 	l := New(&out, Options{Format: "json"}, m)
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -305,23 +307,6 @@ func TestConcurrentAddAndLog(t *testing.T) {
 	if strings.Contains(out.String(), "concurrent-secret-") {
 		t.Error("a secret registered concurrently was not masked")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestDiscard(t *testing.T) {

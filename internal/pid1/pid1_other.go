@@ -27,12 +27,13 @@ func Notify(ctx context.Context) <-chan os.Signal {
 	return ch
 }
 
-func IsInit() bool                      { return false }
-func BecomeSubreaper() (bool, error)    { return false, errors.ErrUnsupported }
-func IsSubreaper() (bool, error)        { return false, errors.ErrUnsupported }
-func Children() ([]int, error)          { return nil, errors.ErrUnsupported }
-func KillDescendants() (int, error)     { return 0, errors.ErrUnsupported }
-func PrepareCmd(cmd *exec.Cmd, u *User) {}
+func IsInit() bool                              { return false }
+func BecomeSubreaper() (bool, error)            { return false, errors.ErrUnsupported }
+func IsSubreaper() (bool, error)                { return false, errors.ErrUnsupported }
+func Children() ([]int, error)                  { return nil, errors.ErrUnsupported }
+func KillDescendants() (int, error)             { return 0, errors.ErrUnsupported }
+func EndLeftovers(context.Context) (int, error) { return 0, errors.ErrUnsupported }
+func PrepareCmd(cmd *exec.Cmd, u *User)         {}
 
 type Reaper struct{}
 

@@ -3,7 +3,6 @@
 package pid1
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/azp-entrypoint/azp-entrypoint/internal/capture"
 )
 
 // helperEnv selects a helper mode when the test binary is re-executed (see TestMain).
@@ -32,24 +33,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-// syncBuffer is a bytes.Buffer safe for the copy goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newTestReaper(t *testing.T) *Reaper {
@@ -173,8 +156,8 @@ func TestReaperManyConcurrentChildren(t *testing.T) {
 
 func TestReaperStreamsOutputThroughPipes(t *testing.T) {
 	r := newTestReaper(t)
-	var out syncBuffer
-	var errOut syncBuffer
+	var out capture.Buffer
+	var errOut capture.Buffer
 	cmd := exec.Command("/bin/sh", "-c", "read x; echo out:$x; echo err >&2")
 	cmd.Stdin = strings.NewReader("hello\n")
 	cmd.Stdout = &out
@@ -193,7 +176,7 @@ func TestReaperStreamsOutputThroughPipes(t *testing.T) {
 	}
 
 	// One writer for both streams shares one pipe, as with exec.Cmd.
-	var both syncBuffer
+	var both capture.Buffer
 	cmd = exec.Command("/bin/sh", "-c", "echo a; echo b >&2")
 	cmd.Stdout, cmd.Stderr = &both, &both
 	p, err = r.Start(cmd)
@@ -212,7 +195,7 @@ func TestReaperStdioGrace(t *testing.T) {
 	stdioGrace = 200 * time.Millisecond
 	t.Cleanup(func() { stdioGrace = old })
 	r := newTestReaper(t)
-	var out syncBuffer
+	var out capture.Buffer
 	cmd := exec.Command("/bin/sh", "-c", "sleep 30 & echo $!")
 	cmd.Stdout = &out
 	p, err := r.Start(cmd)
@@ -325,7 +308,7 @@ func TestPrepareCmdUserAndGroup(t *testing.T) {
 	r := newTestReaper(t)
 	run := func(u *User) string {
 		t.Helper()
-		var out syncBuffer
+		var out capture.Buffer
 		// pgrp is field 5 of /proc/<pid>/stat; comm "sh" has no spaces.
 		cmd := exec.Command("/bin/sh", "-c", `echo "$(id -u) $(id -g) [$(id -G)] $$ $(cut -d' ' -f5 /proc/$$/stat)"`)
 		cmd.Stdout = &out
@@ -413,7 +396,7 @@ func runHelperProcess(t *testing.T, mode string, prefix ...string) string {
 	args := append(append([]string{}, prefix...), self)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
-	var out syncBuffer
+	var out capture.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	r := newTestReaper(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -459,6 +442,8 @@ func runHelper(mode string) error {
 		return helperInit()
 	case "subreaper":
 		return helperSubreaper()
+	case "freezekill":
+		return helperFreezeKill()
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
@@ -466,7 +451,7 @@ func runHelper(mode string) error {
 // startOrphan starts a shell that backgrounds a sleep and exits at once: the sleep is orphaned
 // and reparented to the nearest subreaper or PID 1. It returns the orphan's PID.
 func startOrphan(r *Reaper, seconds string) (int, error) {
-	var out syncBuffer
+	var out capture.Buffer
 	cmd := exec.Command("/bin/sh", "-c", "sleep "+seconds+" >/dev/null 2>&1 & echo $!; exit 0")
 	cmd.Stdout = &out
 	p, err := r.Start(cmd)

@@ -108,6 +108,9 @@ func Run(ctx context.Context, c Lister, poolID int, o Options) (Summary, error) 
 		case !o.AllOffline && !strings.HasPrefix(strings.ToLower(a.Name), strings.ToLower(o.Prefix)):
 			// Agent names compare case-insensitively on the server; so does the prefix.
 			sum.SkippedOtherNames++
+		case strings.HasSuffix(strings.ToLower(a.Name), "placeholder"):
+			// A scaler's offline placeholder (`<prefix>placeholder`) keeps jobs queued: never pruned.
+			sum.SkippedOtherNames++
 		case !strings.EqualFold(a.Status, "offline"):
 			// Anything but an explicit offline (online, or a status this client does not know)
 			// is left alone.

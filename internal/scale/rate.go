@@ -43,7 +43,33 @@ func (t *observed) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return resp, err
 	}
-	o := t.o
+	t.o.observe(resp)
+	return resp, nil
+}
+
+// Doer is an HTTP client as the AWS SDK takes it (aws.HTTPClient).
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// WrapDoer returns a client that observes d's answers (for the AWS SDK, whose own client must stay
+// an *awshttp.BuildableClient for AWS_CA_BUNDLE to apply).
+func (o *RateObserver) WrapDoer(d Doer) Doer { return doer{o, d} }
+
+type doer struct {
+	o    *RateObserver
+	next Doer
+}
+
+func (d doer) Do(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.Do(r)
+	if err == nil {
+		d.o.observe(resp)
+	}
+	return resp, err
+}
+
+func (o *RateObserver) observe(resp *http.Response) {
 	throttled := resp.StatusCode == http.StatusTooManyRequests
 	if resp.StatusCode == http.StatusBadRequest && strings.Contains(resp.Header.Get("Content-Type"), "amz-json") {
 		// ECS (awsJson1.1) throttling: 400 with __type ThrottlingException.
@@ -79,7 +105,6 @@ func (t *observed) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	o.mu.Unlock()
-	return resp, nil
 }
 
 // Advice is how long the next poll should wait at least.

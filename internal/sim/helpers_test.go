@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -44,18 +45,12 @@ func startSim(t *testing.T, opts Options) *Server {
 	if opts.PollTimeout == 0 {
 		opts.PollTimeout = 200 * time.Millisecond
 	}
-	s := New(opts)
-	if err := s.AddToken(patManage, ScopeManage); err != nil {
-		t.Fatal(err)
+	opts.Tokens = maps.Clone(opts.Tokens)
+	if opts.Tokens == nil {
+		opts.Tokens = map[string]string{}
 	}
-	if err := s.AddToken(patRead, ScopeRead); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	opts.Tokens[patManage], opts.Tokens[patRead] = ScopeManage, ScopeRead
+	return StartForTest(t, opts)
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -100,7 +100,10 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// handlePackages answers packages/{type}[/{platform}[/{version}]] (platform also as ?platform=).
+// handlePackages answers packages/{type}[/{platform}] (platform also as ?platform=) with a
+// collection, newest first, and packages/{type}/{platform}/{version} with the one package as a
+// single object, or 404 when that version is not published: the real updater's pinned lookup
+// (AgentServer.GetPackageAsync -> TaskAgentHttpClient.GetPackageAsync in microsoft/azure-pipelines-agent).
 func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request, rest []string) {
 	q := r.URL.Query()
 	var ptype, platform, version string
@@ -171,6 +174,14 @@ func (s *Server) handlePackages(w http.ResponseWriter, r *http.Request, rest []s
 			InfoUrl:     ptr("https://go.microsoft.com/fwlink/?LinkId=798199"),
 			Filename:    ptr(p.spec.Filename),
 		})
+	}
+	if version != "" {
+		if len(out) == 0 {
+			writeError(w, http.StatusNotFound, "PackageNotFoundException", fmt.Sprintf("Package %s for platform %s with version %s was not found.", ptype, platform, version))
+			return
+		}
+		writeJSON(w, http.StatusOK, out[0])
+		return
 	}
 	writeCollection(w, out)
 }

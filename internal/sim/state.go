@@ -231,6 +231,8 @@ func (s *Server) assignJob(a *agent, now time.Time) *message {
 		body.Sim.Result = r.spec.Result
 		body.Sim.Orphans = r.spec.Orphans
 		body.Sim.IgnoreCancelMs = r.spec.IgnoreCancel.Milliseconds()
+		body.Sim.SigintTimeoutMs, body.Sim.SigtermTimeoutMs = r.spec.SigintTimeoutMs, r.spec.SigtermTimeoutMs
+		body.Sim.FailFirstRenew = r.spec.FailFirstRenew
 		s.addMessage(a, MsgJobRequest, body)
 		return a.messages[len(a.messages)-1]
 	}
@@ -243,10 +245,13 @@ type jobMessageBody struct {
 	JobDisplayName string `json:"jobDisplayName"`
 	LockToken      string `json:"lockToken"`
 	Sim            struct {
-		DurationMs     int64  `json:"durationMs"`
-		Result         string `json:"result"`
-		Orphans        int    `json:"orphans"`
-		IgnoreCancelMs int64  `json:"ignoreCancelMs"`
+		DurationMs       int64  `json:"durationMs"`
+		Result           string `json:"result"`
+		Orphans          int    `json:"orphans"`
+		IgnoreCancelMs   int64  `json:"ignoreCancelMs"`
+		SigintTimeoutMs  int64  `json:"sigintTimeoutMs,omitempty"`
+		SigtermTimeoutMs int64  `json:"sigtermTimeoutMs,omitempty"`
+		FailFirstRenew   bool   `json:"failFirstRenew,omitempty"`
 	} `json:"sim"`
 }
 

@@ -16,8 +16,16 @@ type JobSpec struct {
 	Duration     time.Duration `json:"-"`                // how long the fake job runs
 	Result       string        `json:"result,omitempty"` // "succeeded" (default) or "failed"
 	Orphans      int           `json:"orphans,omitempty"`
-	IgnoreCancel time.Duration `json:"-"`                 // how long the fake job ignores a cancel
-	Demands      []string      `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
+	IgnoreCancel time.Duration `json:"-"` // how long the fake step ignores a cancel; 0: for good (see fakeagent.JobSpec)
+	// SigintTimeoutMs/SigtermTimeoutMs shorten the fake worker's PROCESS_SIGINT_TIMEOUT (7500) and
+	// PROCESS_SIGTERM_TIMEOUT (2500) for this job; < 0 means 0. Test knob: only for tests that
+	// explicitly want a cancel shorter than the real agent's.
+	SigintTimeoutMs  int64 `json:"sigintTimeoutMs,omitempty"`
+	SigtermTimeoutMs int64 `json:"sigtermTimeoutMs,omitempty"`
+	// FailFirstRenew: the listener's first renewal of the request fails, so it prints "Running
+	// job" and never starts a worker or prints "completed" (JobDispatcher.RunJobAsync).
+	FailFirstRenew bool     `json:"failFirstRenew,omitempty"`
+	Demands        []string `json:"demands,omitempty"` // "name" or "name -equals value" (scaling.go)
 }
 
 // AgentView is the simulator's view of an agent.

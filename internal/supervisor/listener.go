@@ -23,49 +23,13 @@ const (
 	evJobStarted
 	evJobFinished
 	evUpdating
+	evConnectError // "Agent connect error: … Retrying until reconnected."
+	evReconnected  // "Agent reconnected."
 )
 
 type event struct {
 	kind eventKind
 	job  string
-}
-
-// classify reads one line of the listener's output. The listener's wording is its interface here
-// (reference §11: "Listening for Jobs", "Running job: X", "Job X completed with result: R").
-func classify(line string) event {
-	switch {
-	case strings.Contains(line, "Listening for Jobs"):
-		return event{kind: evListening}
-	case strings.Contains(line, "Running job:"):
-		_, job, _ := strings.Cut(line, "Running job:")
-		return event{kind: evJobStarted, job: strings.TrimSpace(job)}
-	case strings.Contains(line, "completed with result:"):
-		return event{kind: evJobFinished}
-	case strings.Contains(line, "exit shortly for update"):
-		return event{kind: evUpdating}
-	}
-	return event{}
-}
-
-// outcome sorts an exit code 1 by what the listener printed before it (reference §3, §11).
-type outcome int
-
-const (
-	outFatal outcome = iota
-	outMissingAgent
-	outSessionConflict
-)
-
-func classifyFailure(lines []string) outcome {
-	for _, l := range lines {
-		switch {
-		case strings.Contains(l, "SessionConflict") || strings.Contains(l, "session for this agent already exists"):
-			return outSessionConflict
-		case strings.Contains(l, "no longer exists on the server") || strings.Contains(l, "MissingAgent") || strings.Contains(l, "TaskAgentNotFound"):
-			return outMissingAgent
-		}
-	}
-	return outFatal
 }
 
 // child is a supervised agent process (the listener, or configure) with its output re-emitted as
@@ -78,6 +42,8 @@ type child struct {
 	mu   sync.Mutex
 	tail []string // last lines, to explain an exit
 	eof  chan struct{}
+
+	classify func(string) event // nil: no events
 }
 
 const tailLines = 40
@@ -85,6 +51,11 @@ const tailLines = 40
 // startChild starts cmd through the reaper, its stdout and stderr on one pipe that a goroutine
 // reads line by line.
 func startChild(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger) (*child, error) {
+	return startClassified(r, cmd, log, nil)
+}
+
+// startClassified is startChild with the listener's lines sorted into events by classify.
+func startClassified(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger, classify func(string) event) (*child, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -96,7 +67,7 @@ func startChild(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger) (*child, error)
 		pr.Close()
 		return nil, err
 	}
-	c := &child{proc: proc, events: make(chan event, 64), start: time.Now(), eof: make(chan struct{})}
+	c := &child{proc: proc, events: make(chan event, 64), start: time.Now(), eof: make(chan struct{}), classify: classify}
 	go c.read(pr, log.With("source", "agent", "pid", proc.Pid))
 	return c, nil
 }
@@ -118,7 +89,10 @@ func (c *child) read(r io.ReadCloser, log *slog.Logger) {
 			c.tail = c.tail[len(c.tail)-tailLines:]
 		}
 		c.mu.Unlock()
-		if ev := classify(line); ev.kind != evNone {
+		if c.classify == nil {
+			continue
+		}
+		if ev := c.classify(line); ev.kind != evNone {
 			select {
 			case c.events <- ev:
 			default: // nobody is listening (configure); state is also read from the server

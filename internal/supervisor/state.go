@@ -20,11 +20,14 @@ const (
 	PhaseStarted     Phase = "started"   // listener launched, not yet listening
 	PhaseListening   Phase = "listening" // connected and waiting for jobs
 	PhaseBusy        Phase = "busy"      // running a job
-	PhaseBackoff     Phase = "backoff"   // waiting before a relaunch
-	PhaseUpdating    Phase = "updating"  // agent self-update in progress
-	PhaseExited      Phase = "exited"    // the listener ended; what follows is being decided
-	PhaseStopping    Phase = "stopping"
-	PhaseStopped     Phase = "stopped"
+	// PhaseDisconnected: the listener reported connection errors for longer than the grace and
+	// the server does not see the agent online.
+	PhaseDisconnected Phase = "disconnected"
+	PhaseBackoff      Phase = "backoff"  // waiting before a relaunch
+	PhaseUpdating     Phase = "updating" // agent self-update in progress
+	PhaseExited       Phase = "exited"   // the listener ended; what follows is being decided
+	PhaseStopping     Phase = "stopping"
+	PhaseStopped      Phase = "stopped"
 )
 
 // healthy phases answer 0 to the health check.

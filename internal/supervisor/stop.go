@@ -2,136 +2,168 @@ package supervisor
 
 import (
 	"context"
-	"os"
-	"sync"
+	"errors"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// The stop budget, planned from the first stop request. Everything after it must fit inside
-// AZP_STOP_TIMEOUT, because the platform's SIGKILL follows (ECS stopTimeout, compose
-// stop_grace_period):
-//
-//	first signal ─ drain the job ─ cancelAt: SIGINT ─ deregAt: SIGKILL, deregister ─ deadline ─ margin ─ SIGKILL
-//
-// These reserves are documented in the README ("Stopping").
-const stopMargin = time.Second
+// The stop sequence (lifecycle step 8) and the fatal exit (step 9). stopbudget.go plans the
+// deadlines it keeps.
 
-func clamp(d, lo, hi time.Duration) time.Duration { return max(lo, min(hi, d)) }
+// stopListener is lifecycle step 8 with the listener running.
+func (sv *supervisor) stopListener(c *child, job *jobState, reg *registration) error {
+	st := sv.stop
+	_, reason := st.info()
+	sv.state.phase(PhaseStopping)
+	sv.log.Info("stopping", "reason", reason, "deadline", time.Until(st.deadline()).Round(time.Millisecond).String(),
+		"job_running", job.busy, "job_deadline", time.Until(st.cancelAt()).Round(time.Millisecond).String())
 
-// deregReserve is kept for deregistration and cleanup: a sixth of the budget, 3 s to 10 s.
-func deregReserve(budget time.Duration) time.Duration {
-	return clamp(budget/6, 3*time.Second, 10*time.Second)
-}
+	// a. No new job for this agent. With a budget too short to drain, cancelAt is now: the call
+	// still gets a moment.
+	sv.disable(reg, later(st.cancelAt(), time.Now().Add(time.Second)))
 
-// cancelReserve is kept for the listener to cancel a job and exit after SIGINT: a sixth of the
-// budget, 2 s to 15 s (the worker gives steps 7.5 s after SIGINT and 2.5 s after SIGTERM).
-func cancelReserve(budget time.Duration) time.Duration {
-	return clamp(budget/6, 2*time.Second, 15*time.Second)
-}
-
-// forcedGrace is how long the listener gets after SIGINT once a second signal asked to stop now.
-const forcedGrace = 3 * time.Second
-
-// setupStopLimit bounds a stop that arrives before the listener runs (download, configuration).
-const setupStopLimit = 4 * time.Second
-
-// stopper turns signals and internal reasons into one stop request, and a second signal into a
-// forced stop.
-type stopper struct {
-	budget    time.Duration
-	mu        sync.Mutex
-	at        time.Time
-	reason    string
-	requested chan struct{}
-	forced    chan struct{}
-	forceOnce sync.Once
-}
-
-func newStopper(budget time.Duration) *stopper {
-	return &stopper{budget: budget, requested: make(chan struct{}), forced: make(chan struct{})}
-}
-
-// watch turns signals into requests: the first is graceful, any later one forces.
-func (st *stopper) watch(signals <-chan os.Signal) {
-	for sig := range signals {
-		if !st.request("signal " + signalName(sig)) {
-			st.force()
+	// b. Let a running job finish while the budget allows.
+	if !job.busy && time.Now().Before(st.cancelAt()) {
+		if name, busy := sv.serverBusy(reg, st.cancelAt()); busy {
+			job.busy, job.name = true, name
 		}
 	}
-}
-
-// request starts the stop; it reports false when a stop was already under way.
-func (st *stopper) request(reason string) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.at.IsZero() {
-		return false
-	}
-	st.at, st.reason = time.Now(), reason
-	close(st.requested)
-	return true
-}
-
-func (st *stopper) force() { st.forceOnce.Do(func() { close(st.forced) }) }
-
-func (st *stopper) isRequested() bool {
-	select {
-	case <-st.requested:
-		return true
-	default:
-		return false
-	}
-}
-
-func (st *stopper) isForced() bool {
-	select {
-	case <-st.forced:
-		return true
-	default:
-		return false
-	}
-}
-
-func (st *stopper) info() (time.Time, string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.at, st.reason
-}
-
-// deadline is when the entrypoint must be done: the budget from the first request, less a margin.
-func (st *stopper) deadline() time.Time {
-	at, _ := st.info()
-	return at.Add(st.budget - stopMargin)
-}
-
-func (st *stopper) deregAt() time.Time  { return st.deadline().Add(-deregReserve(st.budget)) }
-func (st *stopper) cancelAt() time.Time { return st.deregAt().Add(-cancelReserve(st.budget)) }
-
-// context returns a context cancelled by the first stop request, for work that a stop aborts
-// (download, configuration, backoff).
-func (st *stopper) context(parent context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(parent)
-	go func() {
-		select {
-		case <-st.requested:
-			cancel()
-		case <-ctx.Done():
+	if job.busy && !st.isForced() {
+		sv.log.Info("waiting for the running job to finish", "job", job.name, "until", time.Until(st.cancelAt()).Round(time.Millisecond).String())
+		t := timerAt(st.cancelAt())
+	drain:
+		for job.busy {
+			select {
+			case ev := <-c.events:
+				if ev.kind == evJobFinished {
+					job.set(false, "")
+				}
+			case <-c.proc.Done():
+				break drain
+			case <-st.forced:
+				sv.log.Info("second signal: not waiting for the job")
+				break drain
+			case <-t.C:
+				sv.log.Warn("the job did not finish within the stop budget; cancelling it", "job", job.name)
+				break drain
+			}
 		}
-	}()
-	return ctx, cancel
+		t.Stop()
+	}
+
+	// b'. SIGINT is the listener's cancel path: it cancels a job, deletes its session, exits 0.
+	select {
+	case <-c.proc.Done():
+	default:
+		if job.busy {
+			sv.outcome = outcomeCancelled
+		}
+		sv.log.Info("asking the listener to stop (SIGINT)", "pid", c.proc.Pid)
+		if err := c.proc.Signal(unix.SIGINT); err != nil {
+			sv.log.Warn("signal the listener", "err", err)
+		}
+		wait := st.deregAt()
+		// forced is watched until it fires once: a closed channel in the select would spin.
+		forced := st.forced
+		if st.isForced() {
+			wait = minTime(wait, time.Now().Add(forcedGrace))
+			forced = nil
+		}
+		t := timerAt(wait)
+	exitWait:
+		for {
+			select {
+			case <-c.proc.Done():
+				break exitWait
+			case ev := <-c.events:
+				if ev.kind == evJobFinished {
+					job.set(false, "")
+				}
+			case <-forced:
+				forced = nil
+				wait = minTime(wait, time.Now().Add(forcedGrace))
+				t.Reset(max(0, time.Until(wait)))
+			case <-t.C:
+				// c. The budget is spent: kill the listener, by its PID alone. Whatever it still
+				// runs dies with the container when PID 1 exits.
+				sv.log.Warn("the listener did not stop in time; killing it", "pid", c.proc.Pid)
+				sv.outcome = outcomeKilled
+				if err := c.proc.Signal(unix.SIGKILL); err != nil {
+					sv.log.Warn("kill the listener", "err", err)
+				}
+				select {
+				case <-c.proc.Done():
+				case <-time.After(2 * time.Second):
+				}
+				break exitWait
+			}
+		}
+		t.Stop()
+	}
+	job.set(false, "")
+	return sv.finishStop(reg)
 }
 
-// timer fires at t; a zero or past t fires at once.
-func timerAt(t time.Time) *time.Timer { return time.NewTimer(max(0, time.Until(t))) }
-
-func signalName(sig os.Signal) string {
-	switch sig.String() {
-	case "terminated":
-		return "SIGTERM"
-	case "interrupt":
-		return "SIGINT"
-	case "quit":
-		return "SIGQUIT"
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	return sig.String()
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// disable asks the server to assign this agent no new job.
+func (sv *supervisor) disable(reg *registration, until time.Time) {
+	if reg.id == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), minTime(until, time.Now().Add(3*time.Second)))
+	defer cancel()
+	if err := sv.server.SetEnabled(ctx, reg.pool, reg.id, false); err != nil {
+		sv.log.Warn("could not disable the agent on the server; it may still be offered a job", "err", err)
+		return
+	}
+	sv.log.Info("agent disabled on the server: no new job will be assigned", "agent", sv.name)
+}
+
+// serverBusy asks the server whether a job is assigned that the output has not shown yet.
+func (sv *supervisor) serverBusy(reg *registration, until time.Time) (job string, busy bool) {
+	ctx, cancel := context.WithDeadline(context.Background(), minTime(until, time.Now().Add(2*time.Second)))
+	defer cancel()
+	a, err := sv.server.Agent(ctx, reg.pool, sv.name)
+	if err != nil || a == nil || a.AssignedRequest == nil {
+		return "", false
+	}
+	return "request " + strconv.FormatUint(a.AssignedRequest.ID, 10), true
+}
+
+// abortDeadline bounds the clean-up after a stop that interrupted a download or a configuration:
+// the contract gives such a stop 5 s in all.
+func (sv *supervisor) abortDeadline() time.Time {
+	at, _ := sv.stop.info()
+	return minTime(at.Add(setupStopLimit), sv.stop.deadline())
+}
+
+// finishStop is lifecycle steps 8d and 8e once the listener is gone.
+func (sv *supervisor) finishStop(reg *registration) error {
+	sv.state.phase(PhaseStopping)
+	if !sv.stop.isRequested() {
+		sv.stop.request("listener finished")
+	}
+	return reg.Remove(sv.stop.deadline())
+}
+
+// fatal is lifecycle step 9: a fatal exit also deregisters.
+func (sv *supervisor) fatal(reg *registration, cause error) error {
+	sv.stop.request("fatal error")
+	sv.state.phase(PhaseStopping)
+	return errors.Join(cause, reg.Remove(sv.stop.deadline()))
 }

@@ -18,8 +18,8 @@ func TestStopBudgetMatchesREADME(t *testing.T) {
 		budget                     time.Duration
 		job, cancel, dereg, margin time.Duration
 	}{
-		{10 * time.Second, 4 * time.Second, 2 * time.Second, 3 * time.Second, time.Second},
-		{30 * time.Second, 19 * time.Second, 5 * time.Second, 5 * time.Second, time.Second},
+		{10 * time.Second, 0, 6 * time.Second, 3 * time.Second, time.Second},
+		{30 * time.Second, 12 * time.Second, 12 * time.Second, 5 * time.Second, time.Second},
 		{120 * time.Second, 94 * time.Second, 15 * time.Second, 10 * time.Second, time.Second},
 	} {
 		st := newStopper(tc.budget)
@@ -53,33 +53,33 @@ func TestStopBudgetMatchesREADME(t *testing.T) {
 	}
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
-
-func TestClassify(t *testing.T) {
-	for line, want := range map[string]event{
-		"2026-11-22 10:00:50Z: Listening for Jobs":                                  {kind: evListening},
-		"2026-11-22 10:00:50Z: Running job: Build and test":                         {kind: evJobStarted, job: "Build and test"},
-		"2026-11-22 10:00:55Z: Job Build completed with result: Succeeded":          {kind: evJobFinished},
-		"Agent will exit shortly for update, should back online within 10 seconds.": {kind: evUpdating},
-		"Scanning for tool capabilities.":                                           {},
-	} {
-		if got := classify(line); got != want {
-			t.Errorf("classify(%q) = %+v, want %+v", line, got, want)
+// After SIGINT the real worker gives a job's steps 7.5 s, then SIGTERM and 2.5 s, then the listener
+// completes the request and deletes its session (reference §12). Every budget that can hold that
+// and the deregistration reserve keeps it back for the cancel; a shorter one cancels at once.
+func TestCancelReserveFitsCancelPath(t *testing.T) {
+	for budget := config.MinStopTimeout; budget <= 2*time.Minute; budget += 500 * time.Millisecond {
+		st := newStopper(budget)
+		st.request("test")
+		at, _ := st.info()
+		cancel := st.deregAt().Sub(st.cancelAt())
+		job := st.cancelAt().Sub(at)
+		if job < 0 || cancel < 0 {
+			t.Fatalf("%s: job %s, cancel %s", budget, job, cancel)
 		}
-	}
-	for _, tc := range []struct {
-		lines []string
-		want  outcome
-	}{
-		{[]string{"The agent no longer exists on the server. Please reconfigure the agent."}, outMissingAgent},
-		{[]string{"A session for this agent already exists.", "Stop retry on SessionConflictException after retried for 240 seconds."}, outSessionConflict},
-		{[]string{"An error occurred: something else"}, outFatal},
-	} {
-		if got := classifyFailure(tc.lines); got != tc.want {
-			t.Errorf("classifyFailure(%q) = %v, want %v", tc.lines, got, tc.want)
+		if budget >= cancelPath+deregReserve(budget)+stopMargin {
+			if cancel < cancelPath {
+				t.Errorf("%s: cancel reserve %s, shorter than the listener's cancel path %s", budget, cancel, cancelPath)
+			}
+		} else if job != 0 {
+			t.Errorf("%s: too short for the cancel path, yet a job may run %s before it is cancelled", budget, job)
+		}
+		if got := st.deadline().Sub(at); got != budget-stopMargin && budget > stopMargin {
+			t.Errorf("%s: deadline after %s", budget, got)
 		}
 	}
 }
+
+func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
 
 func TestAgentFile(t *testing.T) {
 	dir := t.TempDir()
@@ -154,7 +154,7 @@ func TestHealth(t *testing.T) {
 	}
 	for phase, healthy := range map[Phase]bool{
 		PhaseStarting: false, PhaseConfiguring: false, PhaseStarted: false, PhaseListening: true,
-		PhaseBusy: true, PhaseExited: false, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
+		PhaseBusy: true, PhaseDisconnected: false, PhaseExited: false, PhaseBackoff: false, PhaseUpdating: false, PhaseStopping: false, PhaseStopped: false,
 	} {
 		w, err := newStateWriter(dir)
 		if err != nil {
@@ -185,21 +185,42 @@ func TestHealth(t *testing.T) {
 }
 
 func TestUpdateResult(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "_diag"), 0o755)
+	root := t.TempDir()
+	dir := filepath.Join(root, "_diag")
+	if got := diagDir([]string{"PATH=/bin"}, root); got != dir {
+		t.Fatalf("diagDir = %s, want %s", got, dir)
+	}
+	os.MkdirAll(dir, 0o755)
 	since := time.Now().Add(-time.Second)
 	if _, ok := updateResult(dir, since); ok {
 		t.Fatal("result without a log")
 	}
-	os.WriteFile(filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "SelfUpdate-20261122-100000.log"), nil, 0o644)
 	if _, ok := updateResult(dir, since); ok {
 		t.Fatal("an unmarked log is not a result")
 	}
-	os.Rename(filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log"), filepath.Join(dir, "_diag", "SelfUpdate-20261122-100000.log.succeed"))
+	os.Rename(filepath.Join(dir, "SelfUpdate-20261122-100000.log"), filepath.Join(dir, "SelfUpdate-20261122-100000.log.succeed"))
 	if r, ok := updateResult(dir, since); !ok || r != "succeed" {
 		t.Fatalf("%q %v", r, ok)
 	}
 	if _, ok := updateResult(dir, time.Now().Add(time.Hour)); ok {
 		t.Fatal("an older update's log must not count")
+	}
+}
+
+// With AGENT_DIAGLOGPATH the listener writes the self-update log there, not in _diag
+// (HostContext.GetDiagDirectory): the update is found there.
+func TestUpdateResultDiagLogPath(t *testing.T) {
+	root, diag := t.TempDir(), t.TempDir()
+	env := []string{"PATH=/bin", "AGENT_DIAGLOGPATH=" + diag}
+	if got := diagDir(env, root); got != diag {
+		t.Fatalf("diagDir = %s, want %s", got, diag)
+	}
+	os.WriteFile(filepath.Join(diag, "SelfUpdate-20261122-100000.log.succeed"), nil, 0o644)
+	if r, ok := updateResult(diagDir(env, root), time.Now().Add(-time.Minute)); !ok || r != "succeed" {
+		t.Fatalf("%q %v", r, ok)
+	}
+	if got := diagDir([]string{"AGENT_DIAGLOGPATH="}, root); got != filepath.Join(root, "_diag") {
+		t.Errorf("an empty AGENT_DIAGLOGPATH: %s", got)
 	}
 }

@@ -81,7 +81,8 @@ func listSlots(root string) (dirs, locks []int, err error) {
 	for _, e := range ents {
 		name := e.Name()
 		if base, ok := strings.CutSuffix(name, lockSuffix); ok {
-			if n, ok := parseSlotName(base); ok && e.Type().IsRegular() {
+			// Every type is listed, so that check reports a FIFO or link planted there.
+			if n, ok := parseSlotName(base); ok {
 				locks = append(locks, n)
 			}
 			continue
@@ -98,19 +99,81 @@ func listSlots(root string) (dirs, locks []int, err error) {
 // errBusy means another open file description holds the lock.
 var errBusy = errors.New("slot is held")
 
-// tryLock takes slot n's lock without waiting. It returns errBusy when the slot is held.
+// unusable marks a slot that cannot be used safely; it counts as taken, and the lease moves on with
+// a warning naming it.
+func unusable(p, why string) error {
+	return fmt.Errorf("%s: %w (skipped: %s; remove it to free the slot)", p, errBusy, why)
+}
+
+// checkLockFile tells whether the open lock file is one we may lock and write: a regular file
+// (not a FIFO, device or socket a job put there), with one name (not a hard link to a file
+// elsewhere, which root would truncate and write), owned by the user we run as.
+func checkLockFile(p string, st *unix.Stat_t) error {
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return unusable(p, fmt.Sprintf("not a regular file (mode %#o)", st.Mode&unix.S_IFMT))
+	case st.Nlink != 1:
+		return unusable(p, fmt.Sprintf("it has %d hard links", st.Nlink))
+	case int(st.Uid) != os.Geteuid():
+		return unusable(p, fmt.Sprintf("owned by uid %d, not by the user the entrypoint runs as (%d)", st.Uid, os.Geteuid()))
+	}
+	return nil
+}
+
+// checkSlotDir tells whether slot n's directory, if it exists, is a directory (a symlink, FIFO or
+// file planted at slot-N would otherwise make every start fail when it creates the slot).
+func checkSlotDir(root string, n int) error {
+	d := slotDir(root, n)
+	var st unix.Stat_t
+	err := unix.Lstat(d, &st)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return unusable(d, err.Error())
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		what := "not a directory"
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, _ := os.Readlink(d)
+			what = fmt.Sprintf("a symbolic link to %q", target)
+		}
+		return unusable(d, what)
+	}
+	return nil
+}
+
+// tryLock takes slot n's lock without waiting. It returns an error wrapping errBusy when the slot
+// is held or unusable. The lock file is opened O_NOFOLLOW|O_NONBLOCK (a symlink is refused, a
+// FIFO does not block the open) and checked with fstat before anything is locked or written.
 func tryLock(root string, n int) (*slotLock, error) {
+	if err := checkSlotDir(root, n); err != nil {
+		return nil, err
+	}
 	p := lockPath(root, n)
 	for attempt := 0; attempt < 3; attempt++ {
-		fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
+		fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o644)
 		if err != nil {
-			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.ELOOP) {
-				// Another user's lock file, or a symlink planted there: not ours to use.
-				return nil, fmt.Errorf("%s: %w (skipped: %v)", p, errBusy, err)
+			switch {
+			case errors.Is(err, unix.ELOOP):
+				return nil, unusable(p, "a symbolic link")
+			case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+				return nil, unusable(p, "another user's file: "+err.Error())
+			case errors.Is(err, unix.ENXIO), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENODEV), errors.Is(err, unix.EWOULDBLOCK):
+				return nil, unusable(p, "not a regular file: "+err.Error())
 			}
 			return nil, fmt.Errorf("open slot lock %s: %w", p, err)
 		}
 		f := os.NewFile(uintptr(fd), p)
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("stat %s: %w", p, err)
+		}
+		if err := checkLockFile(p, &fst); err != nil {
+			f.Close()
+			return nil, err
+		}
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 		if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 			f.Close()
@@ -121,14 +184,15 @@ func tryLock(root string, n int) (*slotLock, error) {
 		}
 		// Someone may have removed or replaced the lock file between our open and our lock; a
 		// lock on an unlinked file protects nothing, so check that the path still names it.
-		var fst, pst unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("stat %s: %w", p, err)
-		}
+		var pst unix.Stat_t
 		if err := unix.Lstat(p, &pst); err != nil || pst.Ino != fst.Ino || pst.Dev != fst.Dev {
 			f.Close()
 			continue
+		}
+		// Linked meanwhile: root must not write into a file that has another name.
+		if err := unix.Fstat(fd, &fst); err != nil || fst.Nlink != 1 {
+			f.Close()
+			return nil, unusable(p, "it gained a hard link while being locked")
 		}
 		return &slotLock{f: f, n: n, path: p}, nil
 	}
@@ -233,7 +297,7 @@ type slotState struct {
 func inspectSlot(root string, n int) slotState {
 	st := slotState{N: n}
 	p := lockPath(root, n)
-	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			st.Err = err
@@ -241,6 +305,15 @@ func inspectSlot(root string, n int) slotState {
 		return st
 	}
 	defer f.Close()
+	var fst unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil {
+		st.Err = err
+		return st
+	}
+	if err := checkLockFile(p, &fst); err != nil {
+		st.Err = err
+		return st
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
 		st.Err = fmt.Errorf("query lock %s: %w", p, err)

@@ -37,3 +37,8 @@ func Check(o Options) ([]Finding, error) {
 
 // PrepareTools is not available outside Linux.
 func PrepareTools(dir string, uid, gid int) error { return exit.Config(errUnsupported) }
+
+// SecureAgentDir only checks the path outside Linux.
+func SecureAgentDir(path string, uid, gid int, repair bool) (string, []string, error) {
+	return path, nil, nil
+}

@@ -47,8 +47,16 @@ func TestPlantedSymlinksAreNotFollowed(t *testing.T) {
 		root := t.TempDir()
 		link := slotDir(root, 0)
 		target := plant(t, link)
-		_, err := Prepare(context.Background(), Options{Root: root, Shared: boolp(true), UID: testUID, GID: testUID})
-		wantCode(t, err, exit.Usage, link, "symbolic link")
+		// The slot counts as taken, with a warning naming it, and the lease moves on: a job
+		// cannot stop every agent on the volume with one link.
+		l, err := Prepare(context.Background(), Options{Root: root, Shared: boolp(true), UID: testUID, GID: testUID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		if l.Slot != 1 || !warned(l.Warnings, link, "symbolic link") {
+			t.Errorf("slot %d, warnings %q; want slot 1 and a warning naming %s", l.Slot, l.Warnings, link)
+		}
 		assertUntouched(t, target)
 	})
 	t.Run("work root replaced by a link", func(t *testing.T) {
@@ -159,4 +167,17 @@ func TestOperatorSymlinkedRoot(t *testing.T) {
 			t.Errorf("check: %+v", fd)
 		}
 	}
+}
+
+func warned(ws []string, words ...string) bool {
+	for _, w := range ws {
+		ok := true
+		for _, word := range words {
+			ok = ok && strings.Contains(w, word)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

@@ -368,6 +368,13 @@ func (s *Server) WaitTasks(ctx context.Context, cond func([]TaskView) bool) ([]T
 // ---- HTTP ----
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/_ecssim/tasks" {
+		// Not an ECS API: the simulator's own view, unsigned, for demos (loopback only).
+		buf, _ := json.Marshal(s.Tasks())
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(buf)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		writeErr(w, clientErr("request body: "+err.Error()))

@@ -252,9 +252,9 @@ func TestMissingAgent(t *testing.T) {
 	}
 	code, out = runSync(t, root, nil, "run")
 	if code == 1 && strings.Contains(out, "invalid_client") && strings.Contains(out, "no agent has client id") {
-		// Known simulator gap (requested in /work/plan/SIM-API.md): its token endpoint refuses a
+		// The simulator's token endpoint (internal/sim/oauth.go, handleOAuthToken) refuses the client of a
 		// deleted agent, so the session call that answers TaskAgentNotFoundException is never made.
-		t.Skip("simulator refuses tokens for deleted agents; MissingAgent path not reachable yet")
+		t.Skip("internal/sim/oauth.go refuses tokens for deleted agents, so the MissingAgent path is not reached; the injected 404 above covers it")
 	}
 	if code != 1 || !strings.Contains(out, fakeagent.MsgMissingAgent) {
 		t.Errorf("exit %d\n%s", code, out)

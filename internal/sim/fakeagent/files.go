@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // The agent root files are written like IOUtil.SaveObject: camelCase keys, default values omitted,
@@ -115,24 +117,103 @@ func (a *agentRoot) configured() bool {
 	return err == nil
 }
 
-func (a *agentRoot) loadSettings() (AgentSettings, Credentials, *rsa.PrivateKey, error) {
+// loadAgent reads .agent like ConfigurationStore.GetSettings (IOUtil.LoadObject: Json.NET, BOM
+// tolerated, property names matched without regard to case). An empty or truncated file is an
+// error (the real one fails on the null or broken object it gets).
+func (a *agentRoot) loadAgent() (AgentSettings, error) {
 	var s AgentSettings
-	var c Credentials
-	var p rsaParams
 	if err := loadJSON(a.path(FileAgent), &s); err != nil {
-		return s, c, nil, err
+		return s, err
+	}
+	if s.AgentID == 0 || s.PoolID == 0 || s.ServerURL == "" {
+		return s, fmt.Errorf("%s holds no agent registration (agentId, poolId, serverUrl)", a.path(FileAgent))
+	}
+	return s, nil
+}
+
+// loadCredentials reads .credentials and .credentials_rsaparams like CredentialManager.LoadCredentials
+// and RSAFileKeyManager.GetKey, with their messages.
+func (a *agentRoot) loadCredentials() (Credentials, *rsa.PrivateKey, error) {
+	var c Credentials
+	if _, err := os.Stat(a.path(FileCredentials)); err != nil {
+		// ConfigurationStore.HasCredentials is File.Exists; the text has two spaces.
+		return c, nil, errors.New("Credentials not stored.  Must reconfigure.")
 	}
 	if err := loadJSON(a.path(FileCredentials), &c); err != nil {
-		return s, c, nil, err
+		return c, nil, err
 	}
-	if err := loadJSON(a.path(FileRSAParams), &p); err != nil {
-		return s, c, nil, err
+	// CredentialManager.GetCredentialProvider: the scheme names a provider type; the listener of
+	// an OAuth registration needs clientId and authorizationUrl (OAuthCredential.GetVssCredentials).
+	if !strings.EqualFold(c.Scheme, "OAuth") {
+		return c, nil, fmt.Errorf("the fake agent supports only the OAuth credential scheme, not %q", c.Scheme)
 	}
-	k, err := decodeRSA(p)
+	if c.Data["clientId"] == "" || c.Data["authorizationUrl"] == "" {
+		return c, nil, errors.New("clientId and authorizationUrl are required in the OAuth credential data")
+	}
+	if _, err := os.Stat(a.path(FileRSAParams)); err != nil {
+		return c, nil, fmt.Errorf("RSA key file %s was not found", a.path(FileRSAParams)) // RSAKeyFileNotFound
+	}
+	k, err := loadRSA(a.path(FileRSAParams))
 	if err != nil {
-		return s, c, nil, fmt.Errorf("%s: %w", a.path(FileRSAParams), err)
+		return c, nil, err
 	}
-	return s, c, k, nil
+	return c, k, nil
+}
+
+// rsaMembers are the members RSAParametersSerializable's deserialization constructor asks for
+// with SerializationInfo.GetValue (src/Agent.Listener/Configuration/IRSAKeyManager.cs): exact,
+// case-sensitive names, each required ("Member 'd' was not found." otherwise), base64 byte arrays.
+var rsaMembers = []string{"d", "dp", "dq", "exponent", "inverseQ", "modulus", "p", "q"}
+
+func loadRSA(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimPrefix(b, bom), &m); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	vals := map[string][]byte{}
+	for _, name := range rsaMembers {
+		raw, ok := m[name]
+		if !ok {
+			return nil, fmt.Errorf("Member '%s' was not found.", name)
+		}
+		var v []byte
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, fmt.Errorf("%s: member '%s': %w", path, name, err)
+		}
+		vals[name] = v
+	}
+	k, err := decodeRSA(rsaParams{D: vals["d"], DP: vals["dp"], DQ: vals["dq"], Exponent: vals["exponent"],
+		InverseQ: vals["inverseQ"], Modulus: vals["modulus"], P: vals["p"], Q: vals["q"]})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// proxyFor is the proxy the real listener uses (VstsAgentWebProxy.LoadProxySetting): the first
+// line of <root>/.proxy, trimmed; else the ProxyAddress knob (VSTS_HTTP_PROXY, then http_proxy;
+// never https_proxy). Anything that is not an absolute URI is ignored.
+func proxyFor(a *agentRoot) *url.URL {
+	var addr string
+	if b, err := os.ReadFile(a.path(".proxy")); err == nil {
+		addr, _, _ = strings.Cut(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
+		addr = strings.TrimSpace(addr)
+	}
+	if addr == "" {
+		addr = os.Getenv("VSTS_HTTP_PROXY")
+	}
+	if addr == "" {
+		addr = os.Getenv("http_proxy")
+	}
+	u, err := url.Parse(addr)
+	if addr == "" || err != nil || !u.IsAbs() || u.Host == "" {
+		return nil
+	}
+	return u
 }
 
 func (a *agentRoot) loadCerts() certSettings {

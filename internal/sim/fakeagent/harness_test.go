@@ -65,16 +65,11 @@ func testMain(m *testing.M) int {
 // startSim starts an in-process simulator with a manage and a read PAT.
 func startSim(t *testing.T) *sim.Server {
 	t.Helper()
-	s := sim.New(sim.Options{
+	return sim.StartForTest(t, sim.Options{
 		PollTimeout:  300 * time.Millisecond,
 		OfflineAfter: 3 * time.Second,
 		Tokens:       map[string]string{pat: sim.ScopeManage, patRead: sim.ScopeRead},
 	})
-	if _, err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // extract unpacks the test package into a new agent root.

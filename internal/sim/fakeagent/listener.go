@@ -14,7 +14,7 @@ import (
 	"github.com/azp-entrypoint/azp-entrypoint/internal/sim/pkgbuild"
 )
 
-// DefaultVersion is reported when bin/fake-agent.json is missing (e.g. azp-sim run as fake-listener).
+// DefaultVersion is reported when bin/Agent.Listener.deps.json is missing (e.g. azp-sim run as fake-listener).
 const DefaultVersion = "4.0.0"
 
 // agentRoot locates the agent's files and its own binary.
@@ -54,16 +54,14 @@ func findRoot() (*agentRoot, error) {
 // Terminal.WriteError), one write per line so that nothing sits in a buffer, and everything to the
 // _diag log.
 type output struct {
-	mu   sync.Mutex
-	diag io.WriteCloser
+	mu      sync.Mutex
+	diag    io.WriteCloser
+	strings map[string]string // localized texts (loadStrings)
 }
 
 func newOutput(root *agentRoot, prefix string) *output {
-	o := &output{}
-	dir := os.Getenv("AGENT_DIAGLOGPATH")
-	if dir == "" {
-		dir = filepath.Join(root.dir, "_diag")
-	}
+	o := &output{strings: loadStrings(root.binDir)}
+	dir := diagDir(root)
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		name := fmt.Sprintf("%s_%s-utc.log", prefix, time.Now().UTC().Format("20060102-150405"))
 		if f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
@@ -102,12 +100,15 @@ func stamp() string { return time.Now().UTC().Format("2006-01-02 15:04:05Z") }
 
 // ListenerMain runs the fake Agent.Listener with args (without argv[0]) and returns the exit code.
 func ListenerMain(args []string) int {
-	cmd := parseCommand(args)
 	root, err := findRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "An error occurred:", err)
 		return ExitTerminatedError
 	}
+	// Program.MainAsync loads <root>/.env into the process environment at every start, before
+	// CommandSettings reads VSTS_AGENT_INPUT_*.
+	loadEnvFile(root)
+	cmd := parseCommand(args)
 	out := newOutput(root, "Agent")
 	defer out.close()
 	out.tracef("Agent.Listener %s pid=%d verb=%s root=%s", root.version, os.Getpid(), cmd.verb, root.dir)
@@ -145,5 +146,20 @@ func ListenerMain(args []string) int {
 		return ExitTerminatedError
 	default:
 		return run(cmd, root, out)
+	}
+}
+
+// loadEnvFile applies <root>/.env like Program.MainAsync (src/Agent.Listener/Program.cs): every
+// line with a "=" after its first character is KEY=VALUE (nothing trimmed) and overrides the
+// process environment; other lines are ignored.
+func loadEnvFile(root *agentRoot) {
+	b, err := os.ReadFile(root.path(".env"))
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n") {
+		if i := strings.IndexByte(l, '='); i > 0 {
+			os.Setenv(l[:i], l[i+1:])
+		}
 	}
 }

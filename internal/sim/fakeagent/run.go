@@ -80,11 +80,21 @@ type JobBody struct {
 
 // JobSpec is the simulator's description of what the fake job does.
 type JobSpec struct {
-	DurationMs     int64  `json:"durationMs"`
-	Result         string `json:"result"`
-	Orphans        int    `json:"orphans"`
-	IgnoreCancelMs int64  `json:"ignoreCancelMs"`
-	OrphanSeconds  int    `json:"orphanSeconds,omitempty"`
+	DurationMs int64  `json:"durationMs"`
+	Result     string `json:"result"`
+	Orphans    int    `json:"orphans"`
+	// IgnoreCancelMs is how long the step takes to end after the worker's SIGINT: 0 (default) never,
+	// so the worker's SIGINT and SIGTERM timeouts (7.5 s + 2.5 s) run out; < 0 at once. See cancelTime.
+	IgnoreCancelMs int64 `json:"ignoreCancelMs"`
+	// SigintTimeoutMs and SigtermTimeoutMs shorten the worker's PROCESS_SIGINT_TIMEOUT and
+	// PROCESS_SIGTERM_TIMEOUT for this job (test knob; < 0 means 0).
+	SigintTimeoutMs  int64 `json:"sigintTimeoutMs,omitempty"`
+	SigtermTimeoutMs int64 `json:"sigtermTimeoutMs,omitempty"`
+	// FailFirstRenew makes the listener's first renewal of the job request fail as if the server
+	// no longer knew the request (TaskAgentJobNotFoundException): JobDispatcher.RunAsync then returns
+	// after "Running job" without starting a worker or printing "completed".
+	FailFirstRenew bool `json:"failFirstRenew,omitempty"`
+	OrphanSeconds  int  `json:"orphanSeconds,omitempty"`
 }
 
 type jobResult struct {
@@ -146,13 +156,14 @@ func (l *listener) setSession(id string) {
 
 func run(cmd *command, root *agentRoot, out *output) int {
 	if !root.configured() {
-		out.errorf(MsgNotConfigured)
+		out.sayErr("AgentIsNotConfigured") // Agent.ExecuteCommand
 		return ExitTerminatedError
 	}
-	settings, creds, key, err := root.loadSettings()
+	settings, err := root.loadAgent()
 	if err != nil {
-		out.errorf("An error occurred: %v", err)
-		return ExitTerminatedError
+		// A .agent that does not parse is an unhandled exception: Program.cs's catch-all, exit 2.
+		out.sayErr("ErrorOccurred", err.Error())
+		return ExitRetryableError
 	}
 	l := &listener{
 		cmd: cmd, root: root, out: out, settings: settings,
@@ -163,18 +174,31 @@ func run(cmd *command, root *agentRoot, out *output) int {
 	}
 	l.handleSignals()
 
-	out.line(MsgScanning)
-	out.line(MsgConnecting)
+	out.say("ScanToolCapabilities") // Agent.RunAsync
+	out.say("ConnectToServer")      // MessageListener.CreateSessionAsync
 	if code, done := l.scriptedRun(); done {
 		return code
+	}
+	// MessageListener.CreateSessionAsync calls CredentialManager.LoadCredentials outside its retry
+	// loop: a missing .credentials throws "Credentials not stored.  Must reconfigure." and a
+	// missing or unreadable .credentials_rsaparams (RSAFileKeyManager.GetKey) throws too; both end
+	// in Program.cs's catch-all with exit 2.
+	creds, key, err := root.loadCredentials()
+	if err != nil {
+		out.sayErr("ErrorOccurred", err.Error())
+		return ExitRetryableError
 	}
 	certs := root.loadCerts()
 	tlsCfg, err := tlsConfig(root, certs.CACert, certs.SkipServerCertValidation)
 	if err != nil {
-		out.errorf("An error occurred: %v", err)
+		out.sayErr("ErrorOccurred", err.Error())
 		return ExitTerminatedError
 	}
 	hc := httpClient(tlsCfg, 100*time.Second)
+	if p := proxyFor(root); p != nil {
+		out.tracef("Config proxy at: %s.", p.Redacted())
+		hc.Transport.(*http.Transport).Proxy = http.ProxyURL(p)
+	}
 	l.srv = &agentServer{
 		url: settings.ServerURL, poolID: settings.PoolID, tls: tlsCfg, hc: hc,
 		auth: &oauth{hc: hc, clientID: creds.Data["clientId"], tokenURL: creds.Data["authorizationUrl"], key: key},
@@ -188,7 +212,7 @@ func run(cmd *command, root *agentRoot, out *output) int {
 	if code := l.createSession(ctx); code >= 0 {
 		return code
 	}
-	out.stamped(MsgListening)
+	out.say("ListenForJobs", time.Now()) // Agent.RunAsync
 	return l.loop(ctx)
 }
 
@@ -307,7 +331,7 @@ func (l *listener) createSession(ctx context.Context) int {
 		if err == nil {
 			l.setSession(id)
 			if erroring {
-				l.out.stamped("Agent reconnected.")
+				l.out.say("QueueConnected", time.Now())
 			}
 			return -1
 		}
@@ -319,23 +343,23 @@ func (l *listener) createSession(ctx context.Context) int {
 		var te *tokenError
 		switch {
 		case key == "TaskAgentNotFoundException" || (st == http.StatusNotFound && key == ""):
-			l.out.errorf(MsgMissingAgent)
-			l.out.errorf("Failed to create session. %s", describe(err, l.settings.ServerURL))
+			l.out.sayErr("MissingAgent") // MessageListener.IsSessionCreationExceptionRetriable
+			l.out.sayErr("SessionCreateFailed", describe(err, l.settings.ServerURL))
 			return ExitTerminatedError
 		case key == "TaskAgentSessionConflictException" || st == http.StatusConflict:
-			l.out.errorf(MsgSessionExist)
+			l.out.sayErr("SessionExist")
 			conflicts++
 			if conflicts > 1 && time.Duration(conflicts)*interval >= window {
-				l.out.errorf(MsgSessionStop, strconv.FormatFloat(window.Seconds(), 'f', -1, 64))
+				l.out.sayErr("SessionExistStopRetry", strconv.FormatFloat(window.Seconds(), 'f', -1, 64))
 				return ExitTerminatedError
 			}
 		case st == http.StatusUnauthorized || st == http.StatusForbidden || key == "TaskAgentPoolNotFoundException" ||
 			(errors.As(err, &te) && (te.status == http.StatusUnauthorized || te.status == http.StatusBadRequest)):
-			l.out.errorf("Failed to create session. %s", describe(err, l.settings.ServerURL))
+			l.out.sayErr("SessionCreateFailed", describe(err, l.settings.ServerURL))
 			return ExitTerminatedError
 		default:
 			if !erroring {
-				l.out.errorf("%s: Agent connect error: %s. Retrying until reconnected.", stamp(), describe(err, l.settings.ServerURL))
+				l.out.sayErr("QueueConError", time.Now(), describe(err, l.settings.ServerURL))
 				erroring = true
 			}
 		}
@@ -415,7 +439,7 @@ func (l *listener) poll(ctx context.Context, events chan<- pollEvent) {
 				return
 			default:
 				if !erroring {
-					l.out.errorf("%s: Agent connect error: %s. Retrying until reconnected.", stamp(), describe(err, l.settings.ServerURL))
+					l.out.sayErr("QueueConError", time.Now(), describe(err, l.settings.ServerURL))
 					erroring = true
 				}
 				if !sleepCtx(ctx, backoff) {
@@ -426,7 +450,7 @@ func (l *listener) poll(ctx context.Context, events chan<- pollEvent) {
 		}
 		refreshed = false
 		if erroring {
-			l.out.stamped("Agent reconnected.")
+			l.out.say("QueueConnected", time.Now())
 			erroring = false
 		}
 		if m == nil {
@@ -569,10 +593,21 @@ func (l *listener) startJob(b JobBody) {
 		name = "Job"
 	}
 	b.JobDisplayName = name
-	l.out.stamped(MsgRunningJobFmt, name)
+	l.out.say("RunningJob", time.Now(), name) // JobDispatcher.RunAsync
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := l.srv.updateRequest(ctx, b.RequestID, b.LockToken, jobRequestUpdate{RequestID: b.RequestID}); err != nil {
+	// JobDispatcher.RunJobAsync waits for the first renewal of the request and does not even start
+	// the worker when it fails for good (RenewJobRequestAsync: TaskAgentJobNotFoundException,
+	// TaskAgentJobTokenExpiredException, or retries exhausted): the dispatch ends with no
+	// "completed" line and the request is left to the server.
+	err := l.srv.updateRequest(ctx, b.RequestID, b.LockToken, jobRequestUpdate{RequestID: b.RequestID})
+	if err == nil && b.Sim.FailFirstRenew {
+		err = errors.New("TaskAgentJobNotFoundException (scripted by the job's failFirstRenew)")
+	}
+	if err != nil && (statusOf(err) == http.StatusNotFound || b.Sim.FailFirstRenew) {
+		l.out.tracef("Unable to renew job request for job %s for the first time, stop dispatching job to worker: %v", b.JobID, err)
+		return
+	} else if err != nil {
 		l.out.tracef("renew job request %d: %v", b.RequestID, err)
 	}
 	j := &runningJob{body: b}
@@ -632,7 +667,7 @@ func (l *listener) complete(r jobResult) {
 	if err := l.srv.updateRequest(ctx, b.RequestID, b.LockToken, jobRequestUpdate{RequestID: b.RequestID, FinishTime: &now, Result: res}); err != nil {
 		l.out.errorf("An error occurred: finish job request %d: %s", b.RequestID, describe(err, l.settings.ServerURL))
 	}
-	l.out.stamped(MsgJobCompletedFmt, b.JobDisplayName, strings.ToUpper(res[:1])+res[1:])
+	l.out.say("JobCompleted", time.Now(), b.JobDisplayName, strings.ToUpper(res[:1])+res[1:])
 }
 
 // readLines reads newline-terminated messages from r until EOF.

@@ -24,14 +24,14 @@ func (l *listener) update(target string) int {
 	if l.once {
 		code = ExitRunOnceAgentUpdating
 	}
-	l.out.line("Agent update in progress, do not shutdown agent.")
+	l.out.say("UpdateInProgress") // SelfUpdater.SelfUpdate
 	dst := filepath.Join(l.root.dir, "bin."+target)
 	if err := stageBin(l.root.binDir, dst, pkgbuild.VersionInfo{Version: target, Platform: l.root.platform}); err != nil {
 		l.out.errorf("An error occurred: stage update: %v", err)
 		return l.finish(ExitRetryableError)
 	}
 	args := []string{RoleUpdater, "--pid", strconv.Itoa(os.Getpid()), "--root", l.root.dir,
-		"--from", l.root.version, "--to", target, "--startuptype", l.startup}
+		"--from", l.root.version, "--to", target, "--startuptype", l.startup, "--diag", diagDir(l.root)}
 	if l.once {
 		args = append(args, "--once")
 	}
@@ -48,7 +48,7 @@ func (l *listener) update(target string) int {
 	}
 	l.out.tracef("updater pid %d", c.Process.Pid)
 	c.Process.Release()
-	l.out.line(MsgUpdateExit)
+	l.out.say("AgentExit")
 	return l.finish(code)
 }
 
@@ -115,11 +115,17 @@ func UpdaterMain(args []string) int {
 	to := fl.String("to", "", "new version")
 	startup := fl.String("startuptype", "", "listener startup type")
 	once := fl.Bool("once", false, "listener ran with --once")
+	diagFlag := fl.String("diag", "", "diagnostics directory (the listener's AGENT_DIAGLOGPATH or <root>/_diag)")
 	if err := fl.Parse(args); err != nil || *root == "" || *to == "" {
 		fmt.Fprintln(os.Stderr, "fake-updater: --root and --to are required")
 		return 2
 	}
-	diag := filepath.Join(*root, "_diag")
+	// SelfUpdater.GenerateUpdateScript writes the log path from HostContext.GetDiagDirectory(),
+	// which honours AGENT_DIAGLOGPATH.
+	diag := *diagFlag
+	if diag == "" {
+		diag = filepath.Join(*root, "_diag")
+	}
 	os.MkdirAll(diag, 0o755)
 	// The real name has one-second resolution; wait for a free second rather than overwrite an
 	// earlier update's log.
@@ -205,4 +211,12 @@ func processExists(pid int) bool {
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// diagDir is HostContext.GetDiagDirectory(): AGENT_DIAGLOGPATH when set, else <root>/_diag.
+func diagDir(root *agentRoot) string {
+	if d := os.Getenv("AGENT_DIAGLOGPATH"); d != "" {
+		return d
+	}
+	return filepath.Join(root.dir, "_diag")
 }

@@ -78,8 +78,9 @@ func WorkerMain(args []string) int {
 	select {
 	case <-time.After(time.Duration(job.Sim.DurationMs) * time.Millisecond):
 	case <-cancel:
-		out.tracef("job canceled; finishing in %dms", job.Sim.IgnoreCancelMs)
-		time.Sleep(time.Duration(job.Sim.IgnoreCancelMs) * time.Millisecond)
+		d := cancelTime(job.Sim)
+		out.tracef("job canceled; the step ends in %v", d)
+		time.Sleep(d)
 		result = taskCanceled
 	}
 	out.tracef("job finished with result %d", result)
@@ -125,4 +126,39 @@ func OrphanMain(args []string) int {
 		return 0
 	}
 	return 2
+}
+
+// cancelTime is how long cancelling the job's step takes, the way the real worker stops a step
+// process (ProcessInvoker.CancelAndKillProcessTree, src/Agent.Sdk/ProcessInvoker.cs): SIGINT, then
+// up to PROCESS_SIGINT_TIMEOUT (AgentKnobs.ProccessSigintTimeout, default 7500 ms) for it to end,
+// then SIGTERM and up to PROCESS_SIGTERM_TIMEOUT (default 2500 ms), then SIGKILL. The fake step
+// ends IgnoreCancelMs after the SIGINT (< 0: at once); 0, the default, is a step that ignores both
+// signals, so cancelling takes the full 10 s of the real defaults. A test that wants shorter
+// cancels says so explicitly: SigintTimeoutMs/SigtermTimeoutMs in the job, or the real knobs in the
+// agent's environment.
+func cancelTime(s JobSpec) time.Duration {
+	sigint := knobMs("PROCESS_SIGINT_TIMEOUT", 7500, s.SigintTimeoutMs)
+	sigterm := knobMs("PROCESS_SIGTERM_TIMEOUT", 2500, s.SigtermTimeoutMs)
+	switch {
+	case s.IgnoreCancelMs < 0:
+		return 0
+	case s.IgnoreCancelMs == 0:
+		return sigint + sigterm
+	}
+	return min(time.Duration(s.IgnoreCancelMs)*time.Millisecond, sigint+sigterm)
+}
+
+// knobMs reads a millisecond knob: the job's override (> 0 or < 0 for zero), else the environment
+// variable, else the built-in default.
+func knobMs(env string, def int64, override int64) time.Duration {
+	switch {
+	case override > 0:
+		return time.Duration(override) * time.Millisecond
+	case override < 0:
+		return 0
+	}
+	if n, err := strconv.ParseInt(strings.TrimSpace(os.Getenv(env)), 10, 64); err == nil && n >= 0 {
+		return time.Duration(n) * time.Millisecond
+	}
+	return time.Duration(def) * time.Millisecond
 }

@@ -1,6 +1,7 @@
 // Package pkgbuild builds fake Azure Pipelines agent packages (vsts-agent-<platform>-<version>.tar.gz)
 // for the simulator and for tests: the layout of the real Linux package (config.sh, run.sh, env.sh,
-// bin/Agent.Listener, bin/Agent.Worker, bin/en-US/strings.json, license.html) with the azp-sim binary
+// bin/Agent.Listener, bin/Agent.Worker, their .deps.json manifests stamped with the version and
+// runtime identifier, bin/<culture>/strings.json, license.html, entries named "./…") with the azp-sim binary
 // standing in for the .NET agent, plus malicious or broken variants that an installer must reject.
 //
 // It is a test double: nothing here is ever shipped in the product image, and the product binary
@@ -10,10 +11,8 @@ package pkgbuild
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,15 +79,6 @@ type Result struct {
 	Size     int64  // file size in bytes
 	Version  string
 	Platform string
-}
-
-// VersionFile is the file in bin/ that tells the fake agent its own version and platform.
-const VersionFile = "fake-agent.json"
-
-// VersionInfo is the content of bin/fake-agent.json.
-type VersionInfo struct {
-	Version  string `json:"version"`
-	Platform string `json:"platform"`
 }
 
 // Build writes the package described by opts.
@@ -203,7 +193,7 @@ func (w *tarWriter) write(dst io.Writer, bin []byte) error {
 }
 
 func (w *tarWriter) dir(name string) error {
-	return w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o755, ModTime: w.opts.ModTime, Format: tar.FormatPAX})
+	return w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimSuffix(name, "/") + "/", Mode: 0o755, ModTime: w.opts.ModTime, Format: tar.FormatPAX})
 }
 
 func (w *tarWriter) file(name string, mode int64, data []byte) error {
@@ -216,20 +206,29 @@ func (w *tarWriter) file(name string, mode int64, data []byte) error {
 
 func (w *tarWriter) content(bin []byte) error {
 	o := w.opts
-	version, _ := json.MarshalIndent(VersionInfo{Version: o.Version, Platform: o.Platform}, "", "  ")
+	v := VersionInfo{Version: o.Version, Platform: o.Platform}
+	// The real package is made by `tar -czf <name>.tar.gz -C <layout> .` (src/dev.sh, cmd_package),
+	// so every entry starts with "./" and the first one is the root itself.
 	steps := []func() error{
-		func() error { return w.dir("bin") },
-		func() error { return w.file("bin/Agent.Listener", 0o755, bin) },
-		func() error { return w.file("bin/Agent.Worker", 0o755, bin) },
-		func() error { return w.file("bin/"+VersionFile, 0o644, append(version, '\n')) },
-		func() error { return w.dir("bin/en-US") },
-		func() error { return w.file("bin/en-US/strings.json", 0o644, []byte(stringsJSON)) },
-		func() error { return w.file("config.sh", 0o755, []byte(configSh)) },
-		func() error { return w.file("env.sh", 0o755, []byte(envSh)) },
-		func() error { return w.dir("externals") },
-		func() error { return w.file("license.html", 0o644, []byte(licenseHTML)) },
-		func() error { return w.file("run.sh", 0o755, []byte(runSh)) },
+		func() error { return w.dir(".") },
+		func() error { return w.dir("./bin") },
+		func() error { return w.file("./bin/Agent.Listener", 0o755, bin) },
+		func() error { return w.file("./bin/"+DepsFile, 0o644, depsJSON("Agent.Listener", v)) },
+		func() error { return w.file("./bin/Agent.Worker", 0o755, bin) },
+		func() error { return w.file("./bin/Agent.Worker.deps.json", 0o644, depsJSON("Agent.Worker", v)) },
 	}
+	for _, c := range Cultures {
+		steps = append(steps,
+			func() error { return w.dir("./bin/" + c) },
+			func() error { return w.file("./bin/"+c+"/strings.json", 0o644, stringsFile(c)) })
+	}
+	steps = append(steps,
+		func() error { return w.file("./config.sh", 0o755, []byte(configSh)) },
+		func() error { return w.file("./env.sh", 0o755, []byte(envSh)) },
+		func() error { return w.dir("./externals") },
+		func() error { return w.file("./license.html", 0o644, []byte(licenseHTML)) },
+		func() error { return w.file("./run.sh", 0o755, []byte(runSh)) },
+	)
 	for _, s := range steps {
 		if err := s(); err != nil {
 			return err
@@ -251,7 +250,7 @@ func (w *tarWriter) content(bin []byte) error {
 // filler writes n bytes in files of at most 1 MiB: alternating chunks of incompressible random bytes
 // and repetitive text, so the compressed size is roughly half the raw size, like a real agent.
 func (w *tarWriter) filler(n int64) error {
-	if err := w.dir("externals/filler"); err != nil {
+	if err := w.dir("./externals/filler"); err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewChaCha8([32]byte{'a', 'z', 'p'}))
@@ -270,7 +269,7 @@ func (w *tarWriter) filler(n int64) error {
 				copy(buf[off:end], text)
 			}
 		}
-		if err := w.file(fmt.Sprintf("externals/filler/part-%04d.bin", i), 0o644, buf); err != nil {
+		if err := w.file(fmt.Sprintf("./externals/filler/part-%04d.bin", i), 0o644, buf); err != nil {
 			return err
 		}
 		n -= size
@@ -280,7 +279,7 @@ func (w *tarWriter) filler(n int64) error {
 
 // tree copies regular files and directories of root (in lexical order) under externals/tree/.
 func (w *tarWriter) tree(root string) error {
-	if err := w.dir("externals/tree"); err != nil {
+	if err := w.dir("./externals/tree"); err != nil {
 		return err
 	}
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -291,7 +290,7 @@ func (w *tarWriter) tree(root string) error {
 		if err != nil || rel == "." {
 			return err
 		}
-		name := path.Join("externals/tree", filepath.ToSlash(rel))
+		name := "./" + path.Join("externals/tree", filepath.ToSlash(rel))
 		switch {
 		case d.IsDir():
 			return w.dir(name)
@@ -336,24 +335,4 @@ func (w *tarWriter) bad() error {
 		return w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeLink, Name: "bin/escape", Linkname: "../../azp-pkgbuild-outside", Mode: 0o644, ModTime: o.ModTime, Format: tar.FormatPAX})
 	}
 	return nil
-}
-
-// ReadVersionInfo reads bin/fake-agent.json from an extracted package's bin directory.
-func ReadVersionInfo(binDir string) (VersionInfo, error) {
-	var v VersionInfo
-	b, err := os.ReadFile(filepath.Join(binDir, VersionFile))
-	if err != nil {
-		return v, err
-	}
-	err = json.Unmarshal(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), &v)
-	return v, err
-}
-
-// WriteVersionInfo writes bin/fake-agent.json into binDir (used by the fake self-update).
-func WriteVersionInfo(binDir string, v VersionInfo) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(binDir, VersionFile), append(b, '\n'), 0o644)
 }

@@ -114,8 +114,9 @@ func TestBuildGood(t *testing.T) {
 		}
 	}
 	want := map[string]int64{
-		"config.sh": 0o755, "run.sh": 0o755, "env.sh": 0o755, "license.html": 0o644,
-		"bin/Agent.Listener": 0o755, "bin/Agent.Worker": 0o755, "bin/en-US/strings.json": 0o644, "bin/fake-agent.json": 0o644,
+		"./config.sh": 0o755, "./run.sh": 0o755, "./env.sh": 0o755, "./license.html": 0o644,
+		"./bin/Agent.Listener": 0o755, "./bin/Agent.Worker": 0o755, "./bin/en-US/strings.json": 0o644,
+		"./bin/de-DE/strings.json": 0o644, "./bin/Agent.Listener.deps.json": 0o644, "./bin/Agent.Worker.deps.json": 0o644,
 	}
 	for name, mode := range want {
 		e, ok := byName[name]
@@ -127,14 +128,26 @@ func TestBuildGood(t *testing.T) {
 			t.Errorf("%s: mode %o type %c", name, e.hdr.Mode, e.hdr.Typeflag)
 		}
 	}
-	if string(byName["bin/Agent.Listener"].data) != "#!/bin/sh\necho fake\n" {
+	if string(byName["./bin/Agent.Listener"].data) != "#!/bin/sh\necho fake\n" {
 		t.Error("bin/Agent.Listener is not a copy of the binary")
 	}
-	var v pkgbuild.VersionInfo
-	if err := json.Unmarshal(byName["bin/fake-agent.json"].data, &v); err != nil || v.Version != "4.261.0" || v.Platform != "linux-musl-arm64" {
-		t.Errorf("fake-agent.json %+v %v", v, err)
+	// The version and runtime identifier are stamped the way `dotnet publish` stamps them.
+	var deps struct {
+		RuntimeTarget struct{ Name string } `json:"runtimeTarget"`
+		Libraries     map[string]struct{ Type string }
 	}
-	run := string(byName["run.sh"].data)
+	if err := json.Unmarshal(byName["./bin/Agent.Listener.deps.json"].data, &deps); err != nil ||
+		deps.RuntimeTarget.Name != ".NETCoreApp,Version=v8.0/linux-musl-arm64" || deps.Libraries["Agent.Listener/4.261.0"].Type != "project" {
+		t.Errorf("Agent.Listener.deps.json %+v %v", deps, err)
+	}
+	if _, ok := byName["./"]; !ok || es[0].hdr.Name != "./" {
+		t.Errorf("the first entry is %q, not the archive root \"./\" that `tar -czf x -C layout .` writes", es[0].hdr.Name)
+	}
+	var de map[string]string
+	if err := json.Unmarshal(byName["./bin/de-DE/strings.json"].data, &de); err != nil || de["ListenForJobs"] != "{0:u}: Auf Aufträge lauschen" {
+		t.Errorf("de-DE strings: %v %v", de["ListenForJobs"], err)
+	}
+	run := string(byName["./run.sh"].data)
 	if !strings.Contains(run, `bin/Agent.Listener run "$@"`) || !strings.Contains(run, "returnCode == 4") || regexp.MustCompile(`(?m)^\s*(trap|exec)\b`).MatchString(run) {
 		t.Errorf("run.sh does not mirror the real one:\n%s", run)
 	}
@@ -159,7 +172,7 @@ func TestBuildFiller(t *testing.T) {
 	names := map[string]tar.Header{}
 	for _, e := range es {
 		names[e.hdr.Name] = e.hdr
-		if strings.HasPrefix(e.hdr.Name, "externals/filler/") && e.hdr.Typeflag == tar.TypeReg {
+		if strings.HasPrefix(e.hdr.Name, "./externals/filler/") && e.hdr.Typeflag == tar.TypeReg {
 			filler += e.hdr.Size
 		}
 	}
@@ -170,13 +183,13 @@ func TestBuildFiller(t *testing.T) {
 	if res.Size < n/3 || res.Size > n {
 		t.Errorf("package size %d for %d filler bytes", res.Size, n)
 	}
-	if h, ok := names["externals/tree/a/b/file.txt"]; !ok || h.Size != 5 {
+	if h, ok := names["./externals/tree/a/b/file.txt"]; !ok || h.Size != 5 {
 		t.Errorf("tree file missing: %v", names)
 	}
-	if h := names["externals/tree/tool"]; h.Mode != 0o755 {
+	if h := names["./externals/tree/tool"]; h.Mode != 0o755 {
 		t.Errorf("executable tree file mode %o", h.Mode)
 	}
-	if _, ok := names["externals/tree/link"]; ok {
+	if _, ok := names["./externals/tree/link"]; ok {
 		t.Error("symlink copied from the filler tree")
 	}
 }

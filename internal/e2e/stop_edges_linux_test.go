@@ -1,5 +1,8 @@
 package e2e
 
+// Stops at awkward moments: while the server is unreachable, during a reconfiguration, while the
+// secret is fetched, and a second SIGTERM while the listener cancels a job.
+
 import (
 	"bytes"
 	"net"
@@ -33,8 +36,7 @@ func TestStopWhileServerUnreachable(t *testing.T) {
 	in := h.instance("e2e-stop-unreachable")
 	in.env["AZP_URL"] = closedURL(t)
 	r := in.start()
-	r.waitLog("starting", 10*time.Second)
-	time.Sleep(time.Second)
+	r.waitLog("retrying", 30*time.Second) // the first connection was refused
 	code := r.stopWithin(3 * time.Second)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0 (stopped by a signal before anything was registered)", code)
@@ -52,20 +54,34 @@ func TestStopDuringMissingAgentReconfigure(t *testing.T) {
 	in.env["AZP_STOP_TIMEOUT"] = "30s"
 	r := in.start()
 	in.waitOnline(30 * time.Second)
-	// From now on agent look-ups hang: the reconfiguration's and the clean-up's. The running
-	// listener does not look agents up.
-	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
-		t.Fatal(err)
+	// From now on registering hangs. The supervisor confirms MissingAgent with a look-up before it
+	// configures again, so look-ups keep answering until the reconfiguration has started; from then
+	// on they hang too: the reconfiguration's and the clean-up's.
+	for _, m := range []string{"POST", "PUT"} {
+		if _, err := h.sim.Fault(sim.FaultSpec{Method: m, PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := h.sim.DeleteAgent("Default", in.name); err != nil {
 		t.Fatal(err)
 	}
 	r.waitLog("configuring it again", 60*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for r.countLogs("configuring the agent") < 2 && time.Now().Before(deadline) {
+	if _, err := h.sim.Fault(sim.FaultSpec{Method: "GET", PathRegexp: "/agents", Delay: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	// Stop once the second configuration waits on a hanging request.
+	hanging := func() bool {
+		for _, req := range h.sim.RequestLog() {
+			if strings.Contains(req.Path, "/agents") && req.Fault && req.Status == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !(r.countLogs("configuring the agent") >= 2 && hanging()) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	r.signal(syscall.SIGTERM)
 	r.wait(40 * time.Second)
@@ -84,6 +100,7 @@ func TestStopWhileFetchingSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	asked := make(chan struct{})
 	go func() {
 		var held []net.Conn
 		defer func() {
@@ -96,7 +113,9 @@ func TestStopWhileFetchingSecret(t *testing.T) {
 			if err != nil {
 				return
 			}
-			held = append(held, c)
+			if held = append(held, c); len(held) == 1 {
+				close(asked)
+			}
 		}
 	}()
 	in := h.instance("e2e-stop-secret")
@@ -109,11 +128,12 @@ func TestStopWhileFetchingSecret(t *testing.T) {
 	in.env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = "http://" + l.Addr().String()
 	in.env["AZP_STOP_TIMEOUT"] = "10s"
 	r := in.start()
-	time.Sleep(2 * time.Second)
 	select {
+	case <-asked: // the entrypoint waits on Secrets Manager
 	case <-r.done:
 		t.Fatalf("exited (code %d) before the stop", r.exitCode)
-	default:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Secrets Manager was never asked")
 	}
 	code := r.stopWithin(5 * time.Second)
 	if code != 0 {
