@@ -48,13 +48,14 @@ type soakResult struct {
 	launched        int
 	ctlStatuses     string
 	ecsCalls        map[string]int
-	twice           []string // requests with more than one task launched for them, unexplained
+	twice           []string // spare tasks launched just after the scaler's restart
+	kinds           map[string]int
 	err             error
 }
 
 func (b *bench) soak(sp soakSpec) (res soakResult) {
 	began := time.Now()
-	res = soakResult{spec: sp, results: map[string]int{}}
+	res = soakResult{spec: sp, results: map[string]int{}, kinds: map[string]int{}}
 	defer func() { res.took = time.Since(began) }()
 	rng := rand.New(rand.NewPCG(sp.Seed, sp.Seed^0x9e3779b97f4a7c15))
 
@@ -225,34 +226,34 @@ func (b *bench) soak(sp soakSpec) (res soakResult) {
 			res.unexpected = append(res.unexpected, fmt.Sprintf("request %d %q on %q", v.ID, v.Result, v.AgentName))
 		}
 	}
-	// A request launched for twice: a task tagged with it created after it was assigned, or while
-	// an earlier task tagged with it was still alive (not stopped). Tasks that died at boot, were
-	// stopped for the boot timeout or never placed explain a second launch: they had stopped first.
-	assigned := map[string]time.Time{}
+	// What each task did: ran a job (the request's agent is named after the task), died or was
+	// stopped before running one, or left idle (its job went to another agent: a spare launch).
+	ran := map[string]bool{}
 	for _, v := range reqs {
-		if ids[v.ID] && !v.AssignTime.IsZero() {
-			assigned[fmt.Sprint(v.ID)] = v.AssignTime
-		}
-	}
-	perReq := map[string][]taskRec{}
-	for _, t := range tasks {
-		for _, r := range strings.Fields(t.Tags["azp-entrypoint:request"]) {
-			perReq[r] = append(perReq[r], t)
-		}
-	}
-	for r, ts := range perReq {
-		for i, t := range ts {
-			if at, ok := assigned[r]; ok && t.Created.After(at.Add(time.Second)) {
-				res.twice = append(res.twice, fmt.Sprintf("request %s: task %s launched %s after the request was assigned", r, t.ID, fmtDur(t.Created.Sub(at))))
+		for _, t := range tasks {
+			if v.AgentName != "" && strings.Contains(v.AgentName, t.ID) {
+				ran[t.ID] = true
 			}
-			for _, o := range ts[:i] {
-				if o.Tags["azp-entrypoint:request"] == t.Tags["azp-entrypoint:request"] {
-					continue // the same RunTask call: one task per request it names
-				}
-				if o.Stopped.IsZero() || o.Stopped.After(t.Created) {
-					res.twice = append(res.twice, fmt.Sprintf("request %s: task %s launched while task %s for it was alive", r, t.ID, o.ID))
-					break
-				}
+		}
+	}
+	var restartAt time.Time
+	for _, f := range res.faults {
+		if f.Kind == "scaler restart" {
+			restartAt = began.Add(f.At)
+		}
+	}
+	for _, t := range tasks {
+		switch {
+		case ran[t.ID]:
+			res.kinds["ran a job"]++
+		case t.Running.IsZero() || t.StopCode == "TaskFailedToStart" || (t.ExitCode != nil && *t.ExitCode != 0):
+			res.kinds["died or failed before a job"]++
+		case t.StopCode == "UserInitiated":
+			res.kinds["stopped by the scaler before a job (boot timeout)"]++
+		default:
+			res.kinds["left idle (spare)"]++
+			if !restartAt.IsZero() && !t.Created.Before(restartAt) && t.Created.Before(restartAt.Add(10*time.Second)) {
+				res.twice = append(res.twice, "spare task "+t.ID+" launched within 10 s after the restart")
 			}
 		}
 	}
@@ -271,7 +272,7 @@ func (b *bench) soak(sp soakSpec) (res soakResult) {
 		case "task dies at boot":
 			f.Absorbed = "the task stopped before its agent was online, counted as a failed launch; its request was launched for again"
 		case "scaler restart":
-			f.Absorbed = fmt.Sprintf("the new scaler rebuilt its view from ECS and the server; requests with an unexplained second task: %d", len(res.twice))
+			f.Absorbed = fmt.Sprintf("the new scaler rebuilt its view from ECS and the server; spare tasks launched within 10 s after it: %d", len(res.twice))
 		case "SIGKILL mid-job":
 			f.Absorbed = "see its request's result"
 		}
@@ -349,7 +350,13 @@ func (r soakResult) markdown() string {
 	sort.Strings(res)
 	p("| Every job finished | %d unfinished | %s |\n", r.unfinished, yesNo(r.unfinished == 0))
 	p("| Every job succeeded except those whose task was killed under them | results: %s; unexpected: %d | %s |\n", strings.Join(res, ", "), len(r.unexpected), yesNo(len(r.unexpected) == 0))
-	p("| No request launched for twice without cause (restart included) | %d | %s |\n", len(r.twice), yesNo(len(r.twice) == 0))
+	var kinds []string
+	for k, v := range r.kinds {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(kinds)
+	p("| No spare task launched just after the scaler's restart (nothing launched twice) | %d | %s |\n", len(r.twice), yesNo(len(r.twice) == 0))
+	p("| What the tasks did | %s | – |\n", strings.Join(kinds, ", "))
 	p("| Ghost agents at the end | %d | %s |\n", len(r.ghosts), yesNo(len(r.ghosts) == 0))
 	p("| Orphan tasks at the end (not STOPPED) | %d | %s |\n", len(r.orphans), yesNo(len(r.orphans) == 0))
 	p("| Highest concurrent tasks / max, checked at every status change | %d / %d, exceeded %d times | %s |\n", r.maxActive, r.spec.Max, len(r.overMax), yesNo(len(r.overMax) == 0 && r.maxActive <= r.spec.Max))
@@ -360,7 +367,7 @@ func (r soakResult) markdown() string {
 		p("**Error:** %v\n\n", r.err)
 	}
 	p("**Verdict: %s**\n\n", map[bool]string{true: "passed", false: "FAILED"}[r.ok()])
-	for _, l := range [][2]any{{"Unexpected job results", r.unexpected}, {"Ghosts", r.ghosts}, {"Orphans", r.orphans}, {"Max exceeded at", r.overMax}, {"Requests launched for twice", r.twice}} {
+	for _, l := range [][2]any{{"Unexpected job results", r.unexpected}, {"Ghosts", r.ghosts}, {"Orphans", r.orphans}, {"Max exceeded at", r.overMax}, {"Spare tasks after the restart", r.twice}} {
 		if s := l[1].([]string); len(s) > 0 {
 			p("- %s: %s\n", l[0], strings.Join(s[:min(20, len(s))], "; "))
 		}

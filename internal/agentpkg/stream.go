@@ -58,7 +58,7 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // The stages hand each other chunks of pipeChunk bytes, at most pipeDepth queued per stage: enough
 // to absorb their jitter. (It was 16 chunks of 256 KiB, 9 MiB in the two pipes, for no measurable
-// speed; the entrypoint's peak RSS during a cold install is a bench figure.)
+// speed; the entrypoint's peak RSS during a cold install is bench figure 6.)
 const (
 	pipeChunk = 64 << 10
 	pipeDepth = 4
