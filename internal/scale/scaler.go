@@ -195,22 +195,55 @@ func (s *Scaler) Run(ctx context.Context) error {
 			s.log.Info("scaler stopping; agent tasks are left running")
 			return nil
 		}
-		wait := s.c.Scale.Interval
+		// Fast while anything is pending or starting. When idle, the full pass (agents, parallel
+		// jobs, ECS) slows down, but the job queue alone is still peeked at the fast interval, so
+		// that a burst arriving at an idle scaler is seen within one interval (reaction time,
+		// bench/), at one Azure DevOps request and no ECS call per peek.
+		slow := time.Time{}
 		if !busy {
-			wait = max(wait, min(6*wait, 60*time.Second)) // slow when idle
+			slow = s.c.Now().Add(min(6*s.c.Scale.Interval, 60*time.Second))
 		}
-		if s.c.Rate != nil {
-			wait = max(wait, s.c.Rate.Advice())
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			s.log.Info("scaler stopping; agent tasks are left running")
-			return nil
-		case <-t.C:
+		for {
+			if !s.sleep(ctx) {
+				s.log.Info("scaler stopping; agent tasks are left running")
+				return nil
+			}
+			if busy || !s.c.Now().Before(slow) || s.demandWaiting(ctx) {
+				break
+			}
 		}
 	}
+}
+
+// sleep waits one poll interval (longer when the rate observer advises it); false on a stop.
+func (s *Scaler) sleep(ctx context.Context) bool {
+	wait := s.c.Scale.Interval
+	if s.c.Rate != nil {
+		wait = max(wait, s.c.Rate.Advice())
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// demandWaiting peeks at the job queue: is a request pending that this profile serves? A failed
+// read says no; the next full pass reports it.
+func (s *Scaler) demandWaiting(ctx context.Context) bool {
+	reqs, err := s.c.AzDO.UnfinishedRequests(ctx, s.poolID)
+	if err != nil {
+		return false
+	}
+	for _, r := range reqs {
+		if r.Pending() && s.profile.Caps.Meets(r.Demands) {
+			return true
+		}
+	}
+	return false
 }
 
 // observation is one pass's reads.
