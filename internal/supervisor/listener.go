@@ -48,13 +48,8 @@ type child struct {
 
 const tailLines = 40
 
-// startChild starts cmd through the reaper, its stdout and stderr on one pipe that a goroutine
-// reads line by line.
-func startChild(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger) (*child, error) {
-	return startClassified(r, cmd, log, nil)
-}
-
-// startClassified is startChild with the listener's lines sorted into events by classify.
+// startClassified starts cmd through the reaper, its stdout and stderr on one pipe that a goroutine
+// reads line by line, sorted into events by classify.
 func startClassified(r *pid1.Reaper, cmd *exec.Cmd, log *slog.Logger, classify func(string) event) (*child, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {

@@ -137,6 +137,7 @@ func (a *agentRoot) loadCredentials() (Credentials, *rsa.PrivateKey, error) {
 	var c Credentials
 	if _, err := os.Stat(a.path(FileCredentials)); err != nil {
 		// ConfigurationStore.HasCredentials is File.Exists; the text has two spaces.
+		//lint:ignore ST1005 the real listener's text, which the supervisor reads
 		return c, nil, errors.New("Credentials not stored.  Must reconfigure.")
 	}
 	if err := loadJSON(a.path(FileCredentials), &c); err != nil {
@@ -178,6 +179,7 @@ func loadRSA(path string) (*rsa.PrivateKey, error) {
 	for _, name := range rsaMembers {
 		raw, ok := m[name]
 		if !ok {
+			//lint:ignore ST1005 the real RSAFileKeyManager's text
 			return nil, fmt.Errorf("Member '%s' was not found.", name)
 		}
 		var v []byte

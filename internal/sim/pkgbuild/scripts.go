@@ -124,20 +124,6 @@ do
 done
 `
 
-const stringsJSON = `{
-  "AgentWithSameNameAlreadyExistInPool": "Pool {0} already contains an agent with name {1}.",
-  "AlreadyConfiguredError": "Cannot configure the agent because it is already configured. To reconfigure the agent, run 'config.cmd remove' or './config.sh remove' first.",
-  "JobCompleted": "{0:u}: Job {1} completed with result: {2}",
-  "ListenForJobs": "{0:u}: Listening for Jobs",
-  "MissingAgent": "The agent no longer exists on the server. Please reconfigure the agent.",
-  "PoolNotFound": "Agent pool not found: '{0}'",
-  "RunningJob": "{0:u}: Running job: {1}",
-  "SessionExist": "A session for this agent already exists.",
-  "SessionExistStopRetry": "Stop retry on SessionConflictException after retried for {0} seconds.",
-  "SettingsSaved": "Settings Saved."
-}
-`
-
 const licenseHTML = `<!DOCTYPE html>
 <html><head><title>Fake agent package</title></head>
 <body><p>Test double built by azp-entrypoint's internal/sim/pkgbuild. Not the Azure Pipelines agent.</p></body>
