@@ -52,8 +52,8 @@ type proc struct {
 	end   time.Time // when the exit was seen
 	done  chan struct{}
 	code  int
-	// maxRSS is the peak resident set of the process itself (getrusage ru_maxrss of the reaped
-	// child), in bytes, valid after done.
+	// maxRSS is the peak resident set of the process itself (VmHWM sampled while it runs), in
+	// bytes, valid after done.
 	maxRSS int64
 }
 
@@ -66,13 +66,34 @@ func startProc(name, dir string, env []string, argv ...string) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	// The peak resident set is read from /proc/PID/status (VmHWM, which only grows) while the
+	// process runs: the rusage of the reaped child is no good, since exec records the forked copy
+	// of this (large) benchmark process's memory into the child's ru_maxrss (Linux exec_mmap,
+	// setmax_mm_hiwater_rss), so every child would seem at least as big as the benchmark itself.
+	hwm := make(chan int64, 1)
+	stop := make(chan struct{})
+	go func() {
+		var peak int64
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := vmHWM(cmd.Process.Pid); err == nil && v > peak {
+				peak = v
+			}
+			select {
+			case <-stop:
+				hwm <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	go func() {
 		cmd.Wait()
+		close(stop)
 		p.end = time.Now()
 		p.code = cmd.ProcessState.ExitCode()
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			p.maxRSS = ru.Maxrss * 1024 // Linux reports kilobytes
-		}
+		p.maxRSS = <-hwm
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			p.code = 128 + int(ws.Signal())
 		}
