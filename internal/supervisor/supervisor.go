@@ -116,10 +116,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	sv.warnReadableTokenFile()
 	// Local settings (agent directory, work directory as the agent's user) before any network.
-	if uid, gid := sv.uidgid(); true {
-		if err := preflight.Local(sv.s, uid, gid); err != nil {
-			return sv.aborted(err)
-		}
+	uid, gid := sv.uidgid()
+	if err := preflight.Local(sv.s, uid, gid); err != nil {
+		return sv.aborted(err)
 	}
 	sv.resolveECS(setup)
 	sv.log.Info("starting", "agent", sv.name, "pool", sv.s.Pool, "url", sv.s.URL, "once", sv.s.Once, "stop_timeout", sv.s.StopTimeout.String())
