@@ -40,7 +40,7 @@ func (s *Scaler) act(ctx context.Context, plan Plan, in Inputs) {
 	boot := map[string]bool{}
 	for _, ta := range plan.BootTimedOut {
 		boot[ta.Task.ID] = true
-		if !s.markedBoot[ta.Task.ID] {
+		if !s.markedBoot[ta.Task.ID] || !s.stillBooting(ctx, ta.Task) {
 			continue
 		}
 		if s.stopTask(ctx, ta.Task, ReasonBootTimeout) {
@@ -254,4 +254,16 @@ func derefInt(p *int) any {
 		return "none"
 	}
 	return *p
+}
+
+// stillBooting asks the server once more, right before a boot-timeout stop, whether the task's
+// agent is still not online and has no job: the plan is a snapshot, and an agent that came online
+// and took a job since must never be stopped. A failed read says no (nothing is stopped on it).
+func (s *Scaler) stillBooting(ctx context.Context, t Task) bool {
+	a, err := s.c.AzDO.Agent(ctx, s.poolID, agentName(s.profile, t.ID))
+	if err != nil {
+		s.log.Warn("could not confirm a boot timeout with the server; the task is left running this pass", "task", t.ID, "error", err.Error())
+		return false
+	}
+	return a == nil || (!a.Online() && a.AssignedRequest == nil)
 }
